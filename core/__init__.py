@@ -1,0 +1,3 @@
+"""hookserve: serve PyTorch models and TorchServe archives over HTTP, built on pluggy."""
+
+__version__ = "0.1.0"

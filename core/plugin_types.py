@@ -1,0 +1,46 @@
+"""Typed objects that hooks take and return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HandlerClass:
+    """A handler class known by a short name (``--handler image_classifier``)."""
+
+    name: str
+    cls: type
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """What a device policy needs to place one new model worker."""
+
+    model_name: str
+    worker_index: int
+    gpu_count: int
+    device_type: str | None = None  # model-config.yaml ``deviceType``: "cpu" or "gpu"
+    device_ids: tuple[int, ...] = ()  # model-config.yaml ``deviceIds``
+    number_of_gpu: int | None = None  # server cap (config.properties ``number_of_gpu``)
+
+
+@dataclass
+class Routes:
+    """Where ``hookserve_http_routes`` implementations put their resources.
+
+    ``models`` is the frontend's client to the model workers; ``config`` the server config.
+    """
+
+    models: Any
+    config: Any
+    table: dict[str, list[tuple[str, Any, dict]]] = field(default_factory=dict)
+
+    LISTENERS = ("inference", "management", "metrics")
+
+    def add(self, listener: str, uri_template: str, resource: Any, **kwargs: Any) -> None:
+        if listener not in self.LISTENERS:
+            raise ValueError(f"unknown listener {listener!r}; expected one of {self.LISTENERS}")
+        self.table.setdefault(listener, []).append((uri_template, resource, kwargs))
+

@@ -1,0 +1,1 @@
+"""Handlers: ``BaseHandler`` and the default handlers."""

@@ -1,0 +1,1 @@
+"""Builtin plugins, one module or small package each (see ``hookserve.pluginmanager.BUILTIN_PLUGINS``)."""
