@@ -179,15 +179,15 @@ def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
 
 
 @hookspec(firstresult=True)
-def hookserve_http_app(config: ServerConfig) -> Any | None:
-    """Build the ASGI application that gunicorn's workers run.
+def hookserve_http_app(routes: Routes, config: ServerConfig) -> Any | None:
+    """Build the ASGI application that gunicorn's workers run from the collected routes.
 
-    The builtin ``http`` plugin builds the falcon apps and asks ``hookserve_http_routes``
-    for their resources; a plugin can replace the whole frontend.
+    The builtin ``http`` plugin (``trylast``) builds one falcon app per listener address;
+    a plugin can replace the whole frontend. Stops at the first non-None result.
 
     Example::
 
         @hookimpl
-        def hookserve_http_app(config):
-            return MyStarletteApp(config)
+        def hookserve_http_app(routes, config):
+            return MyStarletteApp(routes.table["inference"], config)
     """

@@ -158,8 +158,8 @@ class Hooks:
     def http_routes(self, *, routes: Routes, config: Any) -> None:
         self._hook.hookserve_http_routes(routes=routes, config=config)
 
-    def http_app(self, *, config: Any) -> Any:
-        app = self._hook.hookserve_http_app(config=config)
+    def http_app(self, *, routes: Routes, config: Any) -> Any:
+        app = self._hook.hookserve_http_app(routes=routes, config=config)
         if app is None:
             raise PluginError("no plugin builds the HTTP app (is the builtin 'http' plugin disabled?)")
         return app

@@ -1,1 +1,27 @@
-"""The HTTP frontend: falcon ASGI apps for the inference, management and metrics listeners."""
+"""The builtin HTTP frontend: falcon ASGI apps for the inference, management and metrics
+listeners, run by gunicorn's workers. It never imports torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hookserve.config import ServerConfig
+from hookserve.hookspecs import hookimpl
+from hookserve.plugin_types import Routes
+from hookserve.plugins.http.app import create_listener_apps
+from hookserve.plugins.http.inference import PingResource, PredictionsResource
+
+
+@hookimpl
+def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
+    predictions = PredictionsResource(routes.models, config)
+    explanations = PredictionsResource(routes.models, config, kind="explain")
+    routes.add("inference", "/ping", PingResource(routes.models))
+    for prefix, resource in (("/predictions", predictions), ("/explanations", explanations)):
+        routes.add("inference", prefix + "/{model_name}", resource)
+        routes.add("inference", prefix + "/{model_name}/{version}", resource)
+
+
+@hookimpl(trylast=True)
+def hookserve_http_app(routes: Routes, config: ServerConfig) -> Any:
+    return create_listener_apps(routes, config)

@@ -1,0 +1,1 @@
+"""An example hookserve plugin package."""

@@ -1,0 +1,121 @@
+"""The ``hookserve`` command: ``serve``, ``archive``, ``plugins`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hookserve import __version__
+from hookserve.config import ModelSpec, ServerConfig, apply_ts_properties, parse_address, read_properties
+from hookserve.errors import HookserveError
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """``hookserve serve`` flags; unset flags leave config.properties or defaults in place."""
+    parser.add_argument("--models", nargs="+", default=None, metavar="[NAME=]ARCHIVE",
+                        help="models to load at start: name=file.mar, file.mar, a folder, or 'all' (the whole store)")
+    parser.add_argument("--model-store", default=None, help="folder holding model archives")
+    parser.add_argument("--ts-config", default=None, help="a TorchServe config.properties file")
+    for name in ("inference", "management", "metrics"):
+        parser.add_argument(f"--{name}-address", default=None, type=parse_address, metavar="HOST:PORT")
+    parser.add_argument("--workers", dest="default_workers_per_model", type=int, default=None,
+                        help="model workers per model (default: one per GPU, else one per CPU core)")
+    parser.add_argument("--frontend-workers", type=int, default=None, help="gunicorn worker processes")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--max-batch-delay", dest="max_batch_delay_ms", type=int, default=None, metavar="MS")
+    parser.add_argument("--max-request-size", type=int, default=None, metavar="BYTES")
+    parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads per worker")
+    parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
+    parser.add_argument("--strict-plugins", action="store_true", default=None,
+                        help="a broken third-party plugin stops the server instead of being skipped")
+    parser.add_argument("--foreground", action="store_true", help="accepted for TorchServe compatibility")
+
+
+CLI_TO_CONFIG = (
+    "model_store", "inference_address", "management_address", "metrics_address",
+    "default_workers_per_model", "frontend_workers", "batch_size", "max_batch_delay_ms",
+    "max_request_size", "torch_threads", "disabled_plugins", "strict_plugins",
+)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Defaults < ``--ts-config`` < flags."""
+    config = ServerConfig()
+    if args.ts_config:
+        apply_ts_properties(config, read_properties(args.ts_config), args.ts_config)
+    for key in CLI_TO_CONFIG:
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, value)
+    if args.models is not None:
+        config.models = [ModelSpec.parse(m) for m in args.models]
+    return config
+
+
+def serve_config(argv: list[str]) -> ServerConfig:
+    parser = argparse.ArgumentParser(prog="hookserve serve")
+    add_serve_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from hookserve.server import HookserveApplication
+
+    HookserveApplication(config_from_args(args)).run()
+    return 0
+
+
+def run_plugins(args: argparse.Namespace) -> int:
+    from hookserve.pluginmanager import create_plugin_manager, plugin_infos
+
+    pm = create_plugin_manager(disabled=args.disabled_plugins or (), strict=args.strict_plugins)
+    for info in plugin_infos(pm):
+        print(f"{info.name}  [{info.source}]  {info.module}")
+        print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from hookserve.demo import run_demo as demo
+
+    return demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hookserve.archiver import add_archive_arguments, run_archive
+
+    parser = argparse.ArgumentParser(prog="hookserve", description="Serve PyTorch models and TorchServe archives.")
+    parser.add_argument("--version", action="version", version=f"hookserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server in the foreground (a gunicorn application)")
+    add_serve_arguments(serve)
+    serve.set_defaults(run=run_serve)
+
+    archive = commands.add_parser("archive", help="pack a model archive (torch-model-archiver's flags)")
+    add_archive_arguments(archive)
+    archive.set_defaults(run=run_archive)
+
+    plugins = commands.add_parser("plugins", help="list loaded plugins, where they come from and their hooks")
+    plugins.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
+    plugins.add_argument("--strict-plugins", action="store_true", default=None)
+    plugins.set_defaults(run=run_plugins)
+
+    demo = commands.add_parser("demo", help="build a small demo model and serve it on 127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="inference port (management and metrics use the next two)")
+    demo.add_argument("--dir", default=None, help="where to write the demo archive (default: a temporary folder)")
+    demo.set_defaults(run=run_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HookserveError as exc:
+        print(f"hookserve: error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

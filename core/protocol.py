@@ -1,0 +1,97 @@
+"""The frontend <-> model worker wire format, over Unix domain sockets.
+
+Every frame is ``!II`` (meta length, payload length), an orjson ``meta`` object, then the
+payload bytes, which travel untouched (no base64, no JSON escaping of bodies).
+
+Request meta: ``{"id", "kind", "headers", "fields": [[name, content_type, length], ...]}``;
+the payload is the fields' bytes one after the other. ``kind`` is ``predict``, ``explain``
+or ``describe``.
+
+Reply meta: ``{"id", "status", "headers", "content_type"}`` and the body as payload; an
+error reply also has ``"error": {"code", "type", "message"}``.
+
+Many requests are in flight on one connection at once; replies carry the request id and
+may come back in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass, field
+
+import orjson
+
+FRAME_HEADER = struct.Struct("!II")
+
+
+@dataclass
+class Field:
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class WorkRequest:
+    id: str
+    kind: str
+    headers: dict[str, str]
+    fields: list[Field]
+
+
+@dataclass
+class Reply:
+    id: str
+    status: int
+    body: bytes
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error: dict | None = None
+
+
+def encode_request(request: WorkRequest) -> list[bytes]:
+    """The frame as a list of buffers, so bodies are written without being joined."""
+    meta = orjson.dumps(
+        {
+            "id": request.id,
+            "kind": request.kind,
+            "headers": request.headers,
+            "fields": [[f.name, f.content_type, len(f.data)] for f in request.fields],
+        }
+    )
+    size = sum(len(f.data) for f in request.fields)
+    return [FRAME_HEADER.pack(len(meta), size), meta, *(f.data for f in request.fields)]
+
+
+def decode_request(meta: bytes, payload: bytes) -> WorkRequest:
+    info = orjson.loads(meta)
+    fields, offset = [], 0
+    view = memoryview(payload)
+    for name, content_type, length in info["fields"]:
+        fields.append(Field(name, content_type, bytes(view[offset : offset + length])))
+        offset += length
+    return WorkRequest(info["id"], info["kind"], info["headers"], fields)
+
+
+def encode_reply(reply: Reply) -> list[bytes]:
+    meta = {"id": reply.id, "status": reply.status, "headers": reply.headers, "content_type": reply.content_type}
+    if reply.error is not None:
+        meta["error"] = reply.error
+    data = orjson.dumps(meta)
+    return [FRAME_HEADER.pack(len(data), len(reply.body)), data, reply.body]
+
+
+def decode_reply(meta: bytes, payload: bytes) -> Reply:
+    info = orjson.loads(meta)
+    return Reply(
+        info["id"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
+    )
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One frame's (meta, payload); raises ``asyncio.IncompleteReadError`` at EOF."""
+    meta_len, payload_len = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
+    meta = await reader.readexactly(meta_len)
+    payload = await reader.readexactly(payload_len) if payload_len else b""
+    return meta, payload

@@ -1,0 +1,242 @@
+"""A model worker: one process, one model version, one device.
+
+It is forked by the model manager (which has already imported torch), loads the model
+through the handler and the hooks, listens on its own Unix socket, collects requests from
+every frontend into batches and answers each request with one reply frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hookserve.archive import ModelArchive
+from hookserve.context import Context
+from hookserve.errors import HookserveError, PredictionError
+from hookserve.handler_entry import HandlerEntry, resolve_handler
+from hookserve.handler_plugin import handler_plugin
+from hookserve.pluginmanager import Hooks
+from hookserve.protocol import Reply, WorkRequest, decode_request, encode_reply, read_frame
+
+log = logging.getLogger("hookserve.worker")
+
+KIND_HEADERS = {"explain": {"explain": "True"}, "describe": {"describe": "True"}}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a new worker needs; built by the manager before the fork."""
+
+    worker_id: str
+    archive: ModelArchive
+    socket_path: str
+    gpu_id: int | None
+    batch_size: int
+    max_batch_delay_ms: int
+    torch_threads: int | None = None
+
+
+class BadInput(HookserveError):
+    code = 400
+    type = "BadRequestException"
+
+
+class OutOfMemory(HookserveError):
+    code = 507
+    type = "WorkerOutOfMemoryException"
+
+
+def decode_field(content_type: str, data: bytes) -> Any:
+    """TorchServe's input decoding: JSON decoded, text as str, anything else as bytes."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise BadInput(f"body declared as {kind} is not valid JSON: {exc}") from None
+    if kind.startswith("text/"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"body declared as {kind} is not UTF-8: {exc}") from None
+    return data
+
+
+def encode_output(item: Any) -> tuple[bytes, str]:
+    """One handler output -> (body, default content type): bytes raw, str UTF-8, else JSON."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item), "application/octet-stream"
+    if isinstance(item, str):
+        return item.encode("utf-8"), "text/plain; charset=utf-8"
+    try:
+        return orjson.dumps(item, option=orjson.OPT_SERIALIZE_NUMPY), "application/json"
+    except TypeError as exc:
+        raise PredictionError(f"handler output of type {type(item).__name__} cannot be sent as JSON: {exc}") from None
+
+
+def error_reply(request_id: str, error: HookserveError) -> Reply:
+    body = orjson.dumps(error.to_dict())
+    return Reply(request_id, error.code, body, "application/json", error=error.to_dict())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+class BatchRunner:
+    """Runs one batch through the handler and turns its outputs into replies."""
+
+    def __init__(self, entry: HandlerEntry, context: Context):
+        self.entry = entry
+        self.context = context
+
+    def run(self, batch: list[WorkRequest]) -> list[Reply]:
+        replies: dict[int, Reply] = {}
+        rows, runnable = [], []
+        for position, request in enumerate(batch):
+            try:
+                rows.append({f.name: decode_field(f.content_type, f.data) for f in request.fields})
+                runnable.append(position)
+            except BadInput as exc:
+                replies[position] = error_reply(request.id, exc)
+        if runnable:
+            for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows)):
+                replies[position] = reply
+        return [replies[p] for p in range(len(batch))]
+
+    def _handle(self, batch: list[WorkRequest], rows: list[dict]) -> list[Reply]:
+        context = self.context
+        ids = [r.id for r in batch]
+        extra = KIND_HEADERS.get(batch[0].kind)
+        headers = [dict(r.headers, **extra) if extra else r.headers for r in batch]
+        context.start_batch(ids, headers)
+        try:
+            outputs = self.entry.handle(rows, context)
+            self._check_outputs(outputs, len(batch))
+            return [self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs))]
+        except Exception as exc:
+            if isinstance(exc, HookserveError):
+                error = exc
+            elif is_out_of_memory(exc):
+                error = OutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
+            else:
+                error = PredictionError(f"handler failed: {type(exc).__name__}: {exc}")
+            log.error(
+                "model %s: batch %s failed: %s\n%s",
+                context.model_name,
+                ",".join(ids),
+                error.message,
+                traceback.format_exc(),
+            )
+            return [error_reply(request_id, error) for request_id in ids]
+
+    @staticmethod
+    def _check_outputs(outputs: Any, expected: int) -> None:
+        if not isinstance(outputs, list):
+            raise PredictionError(
+                f"handler returned {type(outputs).__name__}, expected a list with one item "
+                f"per request ({expected} in this batch)"
+            )
+        if len(outputs) != expected:
+            raise PredictionError(f"handler returned {len(outputs)} items for a batch of {expected} requests")
+
+    def _reply(self, idx: int, request_id: str, item: Any) -> Reply:
+        body, content_type = encode_output(item)
+        processor = self.context.request_processor[idx]
+        headers = processor.get_response_headers()
+        set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
+        return Reply(request_id, processor.get_response_status_code(), body, set_type or content_type, headers)
+
+
+class WorkerServer:
+    """The worker's socket side: frames in, batches out, replies back on their connection."""
+
+    def __init__(self, runner: BatchRunner, batch_size: int, max_batch_delay_ms: int):
+        self.runner = runner
+        self.batch_size = max(1, batch_size)
+        self.max_batch_delay = max_batch_delay_ms / 1000.0
+        self.queue: collections.deque[tuple[asyncio.StreamWriter, WorkRequest]] = collections.deque()
+        self.arrived = asyncio.Event()
+
+    async def serve(self, socket_path: str, on_ready: Any) -> None:
+        server = await asyncio.start_unix_server(self._on_connection, path=socket_path)
+        on_ready()
+        async with server:
+            await self._batch_loop()
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                meta, payload = await read_frame(reader)
+                self.queue.append((writer, decode_request(meta, payload)))
+                self.arrived.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _next_batch(self) -> list[tuple[asyncio.StreamWriter, WorkRequest]]:
+        while not self.queue:
+            self.arrived.clear()
+            await self.arrived.wait()
+        kind = self.queue[0][1].kind
+        batch = [self.queue.popleft()]
+        deadline = time.monotonic() + self.max_batch_delay
+        while len(batch) < self.batch_size:
+            if self.queue and self.queue[0][1].kind == kind:
+                batch.append(self.queue.popleft())
+                continue
+            remaining = deadline - time.monotonic()
+            if self.queue or remaining <= 0:
+                break
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            replies = self.runner.run([request for _, request in batch])
+            for (writer, _), reply in zip(batch, replies):
+                if not writer.is_closing():
+                    writer.writelines(encode_reply(reply))
+
+
+def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
+    """Load the model and serve until killed. ``report(line)`` tells the manager our state."""
+    archive = spec.archive
+    logging.getLogger().handlers[:] = []
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s [worker {spec.worker_id} pid {os.getpid()}] %(levelname)s %(name)s: %(message)s",
+    )
+    if spec.torch_threads:
+        import torch
+
+        torch.set_num_threads(spec.torch_threads)
+    context = Context(
+        archive.name,
+        str(archive.model_dir),
+        archive.manifest,
+        spec.batch_size,
+        spec.gpu_id,
+        model_yaml_config=archive.config,
+    )
+    context.hooks = hooks
+    context.archive = archive
+    entry = resolve_handler(archive, hooks)
+    plugin = handler_plugin(entry.handler)
+    if plugin is not None:
+        hooks.pm.register(plugin, name=f"handler:{archive.name}")
+    entry.initialize(context)
+    server = WorkerServer(BatchRunner(entry, context), spec.batch_size, spec.max_batch_delay_ms)
+    asyncio.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -1,0 +1,144 @@
+"""``BaseHandler``: TorchServe 0.12's base handler, with every stage run through the hooks.
+
+The API and behaviour are TorchServe's (``initialize``, ``preprocess``, ``inference``,
+``postprocess``, ``handle``, ``explain_handle``, ``describe_handle`` and the attributes),
+so subclasses written for TorchServe run unchanged. What differs is *how* ``handle`` runs a
+stage: it calls ``hookserve_preprocess`` / ``_infer`` / ``_postprocess`` / ``_explain``.
+The methods a subclass overrides are registered as ``tryfirst`` implementations of those
+hooks (``hookserve.handler_plugin``), installed plugins come next and this class's own
+methods are the ``trylast`` defaults (``hookserve.plugins.stages``); wrappers see them all.
+The model comes from ``hookserve_load``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+from hookserve.handlers.label_mapping import load_label_mapping
+
+log = logging.getLogger(__name__)
+
+
+def worker_device(context: Any) -> torch.device:
+    """The worker's device: its GPU when it was given one and CUDA works, else the CPU."""
+    gpu_id = context.system_properties.get("gpu_id")
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{gpu_id}")
+    return torch.device("cpu")
+
+
+def _hooks(context: Any) -> Any:
+    if context.hooks is None:
+        raise RuntimeError(
+            "context.hooks is not set: a BaseHandler runs its model loading and stages through "
+            "the hooks (set context.hooks = Hooks(create_plugin_manager()))"
+        )
+    return context.hooks
+
+
+class BaseHandler:
+    """Loads the archive's model through ``hookserve_load`` and runs batches through the stage hooks."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.mapping: dict[str, str] | None = None
+        self.device: torch.device | None = None
+        self.initialized = False
+        self.context: Any = None
+        self.manifest: dict | None = None
+        self.map_location: str | None = None
+        self.explain = False
+        self.target = 0
+        self.model_yaml_config: dict = {}
+
+    def initialize(self, context: Any) -> None:
+        """Pick the device, load the model via ``hookserve_load`` and the label mapping."""
+        self.model_yaml_config = context.model_yaml_config
+        self.device = worker_device(context)
+        self.map_location = self.device.type
+        self.manifest = context.manifest
+
+        self.model = _hooks(context).load(archive=context.archive, context=context)
+        if self.model is None:
+            archive = context.archive
+            raise RuntimeError(
+                f"no plugin could load model {context.model_name!r}: serialized file "
+                f"{getattr(archive, 'serialized_file', None)!r}, model file "
+                f"{getattr(archive, 'model_file', None)!r} in {getattr(archive, 'model_dir', None)}"
+            )
+        if isinstance(self.model, torch.nn.Module):
+            try:
+                self.model.eval()
+            except NotImplementedError:
+                pass  # torch.export modules fix their train/eval mode at export time and refuse eval()
+
+        model_dir = context.system_properties.get("model_dir")
+        self.mapping = load_label_mapping(os.path.join(model_dir, "index_to_name.json"))
+        self.initialized = True
+
+    def preprocess(self, data: list) -> Any:
+        """The batch of request inputs as one tensor on the handler's device."""
+        return torch.as_tensor(data, device=self.device)
+
+    def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        """The model's output for the preprocessed batch."""
+        with torch.inference_mode():
+            return self.model(data.to(self.device), *args, **kwargs)
+
+    def postprocess(self, data: Any) -> list:
+        """One reply per request: the output tensor as nested lists."""
+        return data.tolist()
+
+    def handle(self, data: list, context: Any) -> list:
+        """Run one batch: describe, explain or preprocess -> infer -> postprocess, as hooks."""
+        start = time.time()
+        self.context = context
+        if self._is_describe():
+            output = [self.describe_handle()]
+        else:
+            hooks = _hooks(context)
+            preprocessed = hooks.preprocess(handler=self, data=data, context=context)
+            if self._is_explain():
+                output = hooks.explain(handler=self, data=preprocessed, raw=data, context=context)
+            else:
+                output = hooks.infer(handler=self, data=preprocessed, context=context)
+                output = hooks.postprocess(handler=self, data=output, context=context)
+        context.metrics.add_time("HandlerTime", round((time.time() - start) * 1000, 2), None, "ms")
+        return output
+
+    def explain_handle(self, data_preprocess: Any, raw_data: list) -> Any:
+        """Explanations from ``get_insights``, for the target named in the first request (default 0)."""
+        inputs = None
+        target = 0
+        row = raw_data[0]
+        if isinstance(row, dict):
+            inputs = row.get("data") or row.get("body")
+            target = row.get("target") or 0
+        return self.get_insights(data_preprocess, inputs, target)
+
+    def get_insights(self, tensor_data: Any, raw_data: Any, target: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot explain: a handler that serves /explanations must "
+            "implement get_insights(tensor_data, raw_data, target)"
+        )
+
+    def describe_handle(self) -> Any:
+        """What a ``describe: True`` request gets; ``None`` unless a subclass says more."""
+        return None
+
+    def get_device(self) -> torch.device | None:
+        return self.device
+
+    def _is_explain(self) -> bool:
+        if self.context and self.context.get_request_header(0, "explain") == "True":
+            self.explain = True
+            return True
+        return False
+
+    def _is_describe(self) -> bool:
+        return bool(self.context and self.context.get_request_header(0, "describe") == "True")

@@ -1,0 +1,101 @@
+"""The falcon ASGI apps: one per listener address, one error shape for all of them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import falcon
+import falcon.asgi
+import orjson
+
+from hookserve.config import ServerConfig
+from hookserve.errors import HookserveError
+from hookserve.plugin_types import Routes
+
+log = logging.getLogger("hookserve.frontend")
+
+REQUEST_ID_HEADER = "x-request-id"
+JSON_HANDLER = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
+
+# falcon's own errors (no route, bad method) in TorchServe's words.
+FALCON_ERROR_TYPES = {
+    404: "ResourceNotFoundException",
+    405: "MethodNotAllowedException",
+    413: "RequestEntityTooLargeException",
+}
+
+
+class RequestIdMiddleware:
+    """Every request gets an id (the client's ``x-request-id`` if it sent one); every reply carries it."""
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        req.context.request_id = req.get_header(REQUEST_ID_HEADER) or uuid.uuid4().hex
+
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+
+
+def error_body(code: int, type_: str, message: str) -> bytes:
+    return orjson.dumps({"code": code, "type": type_, "message": message})
+
+
+async def handle_hookserve_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: HookserveError, params: dict
+) -> None:
+    if error.code >= 500:
+        log.error("request %s: %s: %s", getattr(req.context, "request_id", "-"), error.type, error.message)
+    resp.status = error.code
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = error_body(error.code, error.type, error.message)
+
+
+def serialize_falcon_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: falcon.HTTPError) -> None:
+    code = error.status_code
+    message = error.description or error.title
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = error_body(code, FALCON_ERROR_TYPES.get(code, "BadRequestException" if code < 500 else "InternalServerException"), message)
+
+
+async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: dict) -> None:
+    request_id = getattr(req.context, "request_id", "-")
+    log.exception("request %s failed in the frontend", request_id)
+    resp.status = 500
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = error_body(500, "InternalServerException", f"{type(error).__name__}: {error}")
+
+
+def build_falcon_app(entries: list[tuple[str, Any, dict]]) -> falcon.asgi.App:
+    app = falcon.asgi.App(middleware=[RequestIdMiddleware()])
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON_HANDLER
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON_HANDLER
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(HookserveError, handle_hookserve_error)
+    app.set_error_serializer(serialize_falcon_error)
+    for uri_template, resource, kwargs in entries:
+        app.add_route(uri_template, resource, **kwargs)
+    return app
+
+
+class ListenerDispatch:
+    """One ASGI app for all listeners: picks the falcon app by the port a request came in on."""
+
+    def __init__(self, by_port: dict[int, falcon.asgi.App]):
+        self.by_port = by_port
+        self.fallback = next(iter(by_port.values()))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        app = self.by_port.get(server[1], self.fallback) if server else self.fallback
+        await app(scope, receive, send)
+
+
+def create_listener_apps(routes: Routes, config: ServerConfig) -> ListenerDispatch:
+    by_port = {}
+    for (host, port), names in config.listeners().items():
+        entries = [entry for name in names for entry in routes.table.get(name, [])]
+        by_port[port] = build_falcon_app(entries)
+    return ListenerDispatch(by_port)

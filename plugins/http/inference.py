@@ -1,0 +1,53 @@
+"""Inference API resources: ``/ping``, ``/predictions`` and ``/explanations``."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.asgi
+
+from hookserve.config import ServerConfig
+from hookserve.model_client import ModelClient
+from hookserve.protocol import WorkRequest
+from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
+
+# Hop-by-hop and framing headers are the frontend's business, not the handler's.
+SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+
+
+class PingResource:
+    def __init__(self, models: ModelClient):
+        self.models = models
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        healthy, problems = self.models.health()
+        if healthy:
+            resp.media = {"status": "Healthy"}
+        else:
+            resp.status = 500
+            resp.media = {"status": "Unhealthy", "problems": problems}
+
+
+class PredictionsResource:
+    """``POST /predictions/{model}[/{version}]`` (and the explanations path with ``kind``)."""
+
+    def __init__(self, models: ModelClient, config: ServerConfig, kind: str = "predict"):
+        self.models = models
+        self.max_request_size = config.max_request_size
+        self.kind = kind
+
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
+    ) -> None:
+        # Resolve first: an unknown model is a 404 whatever the body.
+        self.models.resolve(model_name, version)
+        body = await read_body(req, self.max_request_size)
+        fields = query_fields(req) + body_fields(body, req.content_type)
+        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SKIPPED_REQUEST_HEADERS}
+        request = WorkRequest(req.context.request_id, self.kind, headers, fields)
+        reply = await self.models.submit(model_name, version, request)
+        resp.status = reply.status
+        resp.data = reply.body
+        resp.content_type = reply.content_type
+        for key, value in reply.headers.items():
+            resp.set_header(key, str(value))
+
