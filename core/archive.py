@@ -64,7 +64,11 @@ _WEIGHT_SUFFIXES = (".pt", ".pth", ".pt2")
 _FILE_KEYS = ("serializedFile", "modelFile", "requirementsFile", "configFile")
 # torch-model-archiver leaves these folders out when it walks the model files.
 _SKIPPED_DIRS = frozenset({"__MACOSX", "__pycache__"})
+# torch-model-archiver expands extra files containing these as glob patterns.
+_GLOB_CHARS = re.compile(r"[*?[]")
 
+
+DEFAULT_VERSION = "1.0"
 
 @dataclass
 class ModelArchive:
@@ -89,8 +93,9 @@ class ModelArchive:
         return self._model["modelName"]
 
     @property
-    def version(self) -> str | None:
-        return self._model.get("modelVersion")
+    def version(self) -> str:
+        """The manifest's version; ``"1.0"`` (the archiver's default) for old manifests without one."""
+        return str(self._model.get("modelVersion") or DEFAULT_VERSION)
 
     @property
     def handler(self) -> str | None:
@@ -132,14 +137,16 @@ def open_archive(
 
     Without a MANIFEST.json the model is served with defaults: runtime ``python``, version
     ``1.0``, no handler, and the serialized file set when exactly one ``*.pt``/``*.pth``/
-    ``*.pt2`` sits at the model folder's root. ``model_name``, when given, replaces the
-    manifest's name; otherwise the name defaults to the source's stem.
+    ``*.pt2`` sits at the model folder's root. The served name is ``model_name`` if given,
+    else the manifest's ``modelName``, else the source's stem (``resnet`` for
+    ``resnet.tar.gz``); it must match TorchServe's model-name pattern.
     """
     path = Path(source)
+    work_dir = Path(work_dir)
     label = str(source)
     if not path.exists():
         raise ArchiveError(f"model archive {label} not found")
-    stem = _stem(path)
+    stem = archive_stem(path)
     if path.is_dir():
         return _load(label, path.resolve(), stem, model_name)
 
@@ -153,7 +160,7 @@ def open_archive(
         raise
 
 
-def _stem(path: Path) -> str:
+def archive_stem(path: Path) -> str:
     name = path.name
     for suffix in _TAR_SUFFIXES + _ZIP_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
@@ -201,7 +208,7 @@ def _read_manifest(label: str, manifest_file: Path) -> dict:
 
 
 def _default_manifest(model_dir: Path) -> dict:
-    model: dict = {"modelVersion": "1.0"}
+    model: dict = {"modelVersion": DEFAULT_VERSION}
     weights = [p.name for p in model_dir.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
     if len(weights) == 1:
         model["serializedFile"] = weights[0]
@@ -261,18 +268,17 @@ def _extract(path: Path, dest: Path, label: str) -> None:
             f"model archive {label} is neither a zip (.mar, .zip) nor a tar (.tar.gz, .tgz) "
             "archive nor a folder"
         )
-    if kind == "zip":
-        try:
+    try:
+        if kind == "zip":
             with zipfile.ZipFile(path) as zf:
                 _write_entries(_zip_entries(zf), dest, label)
-        except (zipfile.BadZipFile, zlib.error) as e:
-            raise ArchiveError(f"model archive {label} is not a valid zip file: {e}") from e
-    else:
-        try:
+        else:
             with tarfile.open(path) as tf:
                 _write_entries(_tar_entries(tf, label), dest, label)
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-            raise ArchiveError(f"model archive {label} is not a valid tar archive: {e}") from e
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ArchiveError(f"model archive {label} is not a valid {kind} archive: {e}") from e
+    except OSError as e:
+        raise ArchiveError(f"model archive {label} cannot be extracted: {e}") from e
     _check_links_inside(dest, label)
 
 
@@ -367,7 +373,7 @@ def _check_links_inside(dest: Path, label: str) -> None:
 
 
 def _inside(dest: Path, resolved: str) -> bool:
-    return True
+    return resolved == str(dest) or resolved.startswith(str(dest) + os.sep)
 
 
 # --------------------------------------------------------------------------- writing
@@ -385,7 +391,7 @@ class ArchiveOptions:
 
     model_name: str
     handler: str
-    version: str = "1.0"
+    version: str = DEFAULT_VERSION
     serialized_file: str | os.PathLike | None = None
     model_file: str | os.PathLike | None = None
     extra_files: Sequence[str | os.PathLike] = ()
@@ -478,7 +484,7 @@ def _handler_file(handler: str) -> str | None:
 def _add_extra(files: dict[str, Path], item: str) -> None:
     if not item:
         return
-    if glob.has_magic(item):
+    if _GLOB_CHARS.search(item):
         matches = sorted(glob.glob(item))
         if not matches:
             log.warning("extra files pattern %s matched no file", item)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from hookserve.archive import ModelArchive, open_archive
+from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
 from hookserve.plugin_types import DeviceRequest
@@ -133,7 +133,7 @@ class ModelManager:
                 archive = open_archive(source, extract_root, model_name=name)
             except HookserveError as exc:
                 log.error("model archive %s not loaded: %s", source, exc.message)
-                self.failed[name or Path(source).name] = exc.message
+                self.failed[name or archive_stem(Path(source))] = exc.message
                 continue
             self.add_model(archive)
         self.publish()

@@ -126,9 +126,11 @@ class ModelClient:
         return self.routes
 
     def resolve(self, model: str, version: str | None = None) -> VersionRoute:
-        entry = self.refresh()["models"].get(model)
+        routes = self.refresh()
+        entry = routes["models"].get(model)
         if entry is None:
-            raise ModelNotFound(f"Model not found: {model}")
+            reason = routes["failed"].get(model)
+            raise ModelNotFound(f"Model {model} failed to load: {reason}" if reason else f"Model not found: {model}")
         number = version or entry["default"]
         info = entry["versions"].get(number)
         if info is None:

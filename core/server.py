@@ -59,6 +59,9 @@ def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
         "keepalive": 75,
         # Bodies are capped by max_request_size in the app; headers keep gunicorn's limits.
         "accesslog": None,
+        # Operators use the management API; gunicorn's own control socket would also clash
+        # between servers sharing a home folder.
+        "control_socket_disable": True,
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from hookserve.handlers.label_mapping import load_label_mapping
+from hookserve.plugins.loader import load_eager, load_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class BaseHandler:
         self.initialized = False
         self.context: Any = None
         self.manifest: dict | None = None
+        self.model_pt_path: str | None = None
         self.map_location: str | None = None
         self.explain = False
         self.target = 0
@@ -62,6 +64,9 @@ class BaseHandler:
         self.device = worker_device(context)
         self.map_location = self.device.type
         self.manifest = context.manifest
+        model_dir = context.system_properties.get("model_dir")
+        serialized_file = self.manifest["model"].get("serializedFile")
+        self.model_pt_path = os.path.join(model_dir, serialized_file) if serialized_file else None
 
         self.model = _hooks(context).load(archive=context.archive, context=context)
         if self.model is None:
@@ -76,10 +81,17 @@ class BaseHandler:
                 self.model.eval()
             except NotImplementedError:
                 pass  # torch.export modules fix their train/eval mode at export time and refuse eval()
-
-        model_dir = context.system_properties.get("model_dir")
         self.mapping = load_label_mapping(os.path.join(model_dir, "index_to_name.json"))
         self.initialized = True
+
+    # TorchServe's loading helpers, which handlers with their own initialize call.
+
+    def _load_torchscript_model(self, model_pt_path: str) -> Any:
+        return load_torchscript(model_pt_path, self.device)
+
+    def _load_pickled_model(self, model_dir: str, model_file: str, model_pt_path: str | None) -> Any:
+        """The one nn.Module class in ``model_file``; the state dict is loaded ``weights_only``."""
+        return load_eager(model_dir, model_file, model_pt_path, self.device)
 
     def preprocess(self, data: list) -> Any:
         """The batch of request inputs as one tensor on the handler's device."""

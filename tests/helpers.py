@@ -101,20 +101,24 @@ class Server:
             pass
 
 
-def archive(workdir: Path, name: str, handler: str, *, files: dict[str, str] | None = None, flags: list[str] = (),
-            export: Path | None = None, archive_format: str = "default") -> Path:
-    """Write ``files`` (name -> source text) and pack them with ``hookserve archive``."""
+def archive(workdir: Path, name: str, handler: str, *, files: dict[str, str] | None = None,
+            flags: list[str] = (), archive_format: str = "default") -> Path:
+    """Write ``files`` (name -> source text) and pack them with ``hookserve archive``.
+
+    ``handler`` and ``flags`` may name files of ``files`` by their bare name.
+    """
     src = workdir / f"src-{name}"
     src.mkdir(parents=True, exist_ok=True)
     for filename, text in (files or {}).items():
         (src / filename).write_text(textwrap.dedent(text))
-    export = export or workdir / "store"
+    export = workdir / "store"
     export.mkdir(parents=True, exist_ok=True)
-    handler_arg = str(src / handler) if (src / handler.split(":")[0]).exists() else handler
+    local = {f: str(src / f) for f in files or {}}
+    module, sep, function = handler.partition(":")
     code = hookserve_main(
-        ["archive", "--model-name", name, "--handler", handler_arg, "--export-path", str(export),
-         "--archive-format", archive_format, "--force",
-         *[str(src / f) if (src / f).exists() else f for f in flags]]
+        ["archive", "--model-name", name, "--handler", local.get(module, module) + sep + function,
+         "--export-path", str(export), "--archive-format", archive_format, "--force",
+         *[local.get(flag, flag) for flag in flags]]
     )
     assert code == 0
     suffix = {"default": ".mar", "zip-store": ".mar", "tgz": ".tar.gz", "no-archive": ""}[archive_format]
@@ -138,6 +142,7 @@ def mlp_archive(workdir: Path, name: str = "mlp", extra_flags: list[str] = ()) -
     src.mkdir(parents=True, exist_ok=True)
     weights = mlp_weights(src / "mlp.pt")
     export = workdir / "store"
+    export.mkdir(parents=True, exist_ok=True)
     assert hookserve_main(
         ["archive", "--model-name", name, "--version", "1.0", "--handler", str(DEMO_DIR / "handler.py"),
          "--model-file", str(DEMO_DIR / "model.py"), "--serialized-file", str(weights),

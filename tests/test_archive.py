@@ -158,7 +158,9 @@ def test_round_trip_every_format(inputs, archive_format, expected_name):
         assert archive.model_dir.is_relative_to(inputs["work"].resolve())
 
 
-@pytest.mark.parametrize("archive_format, compression", [("default", zipfile.ZIP_DEFLATED), ("zip-store", zipfile.ZIP_STORED)])
+@pytest.mark.parametrize(
+    "archive_format, compression", [("default", zipfile.ZIP_DEFLATED), ("zip-store", zipfile.ZIP_STORED)]
+)
 def test_zip_formats_compression_and_layout(inputs, archive_format, compression):
     written = write_archive(full_options(inputs, archive_format=archive_format))
     with zipfile.ZipFile(written) as zf:
@@ -174,7 +176,8 @@ def test_tgz_entries_live_under_model_name_folder(inputs):
 
 
 def test_manifest_omits_unset_keys(inputs):
-    written = write_archive(ArchiveOptions(model_name="bare", handler="image_classifier", export_path=inputs["out"]))
+    options = ArchiveOptions(model_name="bare", handler="image_classifier", export_path=inputs["out"])
+    written = write_archive(options)
     with zipfile.ZipFile(written) as zf:
         manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
         assert zf.namelist() == ["MAR-INF/MANIFEST.json"]  # a built-in handler is not copied
@@ -184,8 +187,9 @@ def test_manifest_omits_unset_keys(inputs):
 
 def test_handler_with_function_and_without_suffix(inputs, monkeypatch):
     monkeypatch.chdir(inputs["handler"].parent)
-    with_fn = write_archive(ArchiveOptions(model_name="a", handler="my_handler.py:handle", export_path=inputs["out"]))
-    no_suffix = write_archive(ArchiveOptions(model_name="b", handler="my_handler:handle", export_path=inputs["out"]))
+    out = inputs["out"]
+    with_fn = write_archive(ArchiveOptions(model_name="a", handler="my_handler.py:handle", export_path=out))
+    no_suffix = write_archive(ArchiveOptions(model_name="b", handler="my_handler:handle", export_path=out))
     for path, recorded in [(with_fn, "my_handler.py:handle"), (no_suffix, "my_handler:handle")]:
         archive = open_archive(path, inputs["work"])
         assert archive.handler == recorded
@@ -241,7 +245,10 @@ def test_no_manifest_defaults(tmp_path):
 
     archive = open_archive(path, tmp_path / "work")
 
-    assert archive.manifest == {"runtime": "python", "model": {"modelName": "plain", "modelVersion": "1.0", "serializedFile": "model.pth"}}
+    assert archive.manifest == {
+        "runtime": "python",
+        "model": {"modelName": "plain", "modelVersion": "1.0", "serializedFile": "model.pth"},
+    }
     assert (archive.name, archive.version, archive.runtime, archive.handler) == ("plain", "1.0", "python", None)
     assert archive.config == {}
 
@@ -275,7 +282,8 @@ def test_each_open_extracts_into_a_fresh_folder(inputs):
 def test_model_archive_properties_none_when_absent(tmp_path):
     archive = ModelArchive(source="x", model_dir=tmp_path, manifest={"model": {"modelName": "x"}})
     assert archive.name == "x"
-    assert (archive.version, archive.handler, archive.serialized_file, archive.model_file) == (None,) * 4
+    assert archive.version == "1.0"  # the archiver's default, as TorchServe assumes
+    assert (archive.handler, archive.serialized_file, archive.model_file) == (None,) * 3
     assert (archive.requirements_file, archive.config_file, archive.runtime) == (None,) * 3
     assert archive.config == {}
 
@@ -298,7 +306,7 @@ def test_not_found(tmp_path):
 def test_bad_zip(tmp_path):
     path = tmp_path / "broken.mar"
     path.write_bytes(b"this is not a zip")
-    assert "not a valid zip file" in open_error(path, tmp_path / "work")
+    assert "not a valid zip archive" in open_error(path, tmp_path / "work")
     assert list((tmp_path / "work").iterdir()) == []  # failed extraction is cleaned up
 
 
@@ -333,7 +341,8 @@ def test_serialized_file_missing(tmp_path):
 
 
 def test_manifest_file_outside_archive(tmp_path):
-    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest_bytes(serializedFile="../../etc/passwd")})
+    manifest = manifest_bytes(serializedFile="../../etc/passwd")
+    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest})
     assert "is not a path inside the archive" in open_error(path, tmp_path / "work")
 
 
@@ -414,7 +423,11 @@ def test_tar_chained_symlink_escape_refused(tmp_path):
 def test_tar_symlink_inside_is_kept(tmp_path):
     path = make_tar(
         tmp_path / "m.tar.gz",
-        [("MAR-INF/MANIFEST.json", manifest_bytes(serializedFile="w.pt")), ("real.pt", b"data"), symlink_info("w.pt", "real.pt")],
+        [
+            ("MAR-INF/MANIFEST.json", manifest_bytes(serializedFile="w.pt")),
+            ("real.pt", b"data"),
+            symlink_info("w.pt", "real.pt"),
+        ],
     )
     archive = open_archive(path, tmp_path / "work")
     assert (archive.model_dir / "w.pt").is_symlink()
@@ -641,3 +654,18 @@ def test_rearchiving_a_folder_replaces_its_manifest(inputs):
     archive = open_archive(written, inputs["work"])
     assert (archive.name, archive.version, archive.serialized_file) == ("again", "5", None)
     assert files_under(archive.model_dir) == EXPECTED_FILES
+
+
+def test_extra_files_glob_pattern(inputs, tmp_path):
+    (tmp_path / "src" / "extra_a.txt").write_text("a")
+    (tmp_path / "src" / "extra_b.txt").write_text("b")
+    pattern = str(tmp_path / "src" / "extra_*.txt")
+    options = ArchiveOptions(model_name="g", handler="image_classifier", extra_files=[pattern], export_path=inputs["out"])
+    written = write_archive(options)
+    with zipfile.ZipFile(written) as zf:
+        assert set(zf.namelist()) == {"extra_a.txt", "extra_b.txt", "MAR-INF/MANIFEST.json"}
+
+
+def test_entry_clashing_with_a_file_is_an_archive_error(tmp_path):
+    path = make_zip(tmp_path / "m.mar", {"a": "file", "a/b": "needs a to be a folder"})
+    assert "cannot be extracted" in open_error(path, tmp_path / "work")
