@@ -56,7 +56,8 @@ def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
         "on_starting": on_starting,
         "on_exit": on_exit,
         "graceful_timeout": 30,
-        "keepalive": 75,
+        # Idle keep-alive connections hold up a graceful stop until they time out: keep it short.
+        "keepalive": 5,
         # Bodies are capped by max_request_size in the app; headers keep gunicorn's limits.
         "accesslog": None,
         # Operators use the management API; gunicorn's own control socket would also clash

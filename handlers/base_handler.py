@@ -12,7 +12,6 @@ The model comes from ``hookserve_load``.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any
@@ -21,8 +20,6 @@ import torch
 
 from hookserve.handlers.label_mapping import load_label_mapping
 from hookserve.plugins.loader import load_eager, load_torchscript
-
-log = logging.getLogger(__name__)
 
 
 def worker_device(context: Any) -> torch.device:
@@ -64,7 +61,7 @@ class BaseHandler:
         self.device = worker_device(context)
         self.map_location = self.device.type
         self.manifest = context.manifest
-        model_dir = context.system_properties.get("model_dir")
+        model_dir = context.system_properties["model_dir"]
         serialized_file = self.manifest["model"].get("serializedFile")
         self.model_pt_path = os.path.join(model_dir, serialized_file) if serialized_file else None
 
@@ -73,8 +70,7 @@ class BaseHandler:
             archive = context.archive
             raise RuntimeError(
                 f"no plugin could load model {context.model_name!r}: serialized file "
-                f"{getattr(archive, 'serialized_file', None)!r}, model file "
-                f"{getattr(archive, 'model_file', None)!r} in {getattr(archive, 'model_dir', None)}"
+                f"{archive.serialized_file!r}, model file {archive.model_file!r} in {archive.model_dir}"
             )
         if isinstance(self.model, torch.nn.Module):
             try:

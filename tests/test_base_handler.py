@@ -4,6 +4,7 @@ and a real plugin manager."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pluggy
@@ -70,6 +71,16 @@ def start(handler: BaseHandler, context: Context, headers: dict | None = None, b
         context.hooks.pm.register(plugin)
     handler.initialize(context)
     context.start_batch([f"id{i}" for i in range(batch)], [headers or {"content-type": "application/json"}] * batch)
+
+
+@pytest.fixture(autouse=True)
+def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
+            del sys.modules[name]
 
 
 @pytest.fixture
@@ -196,7 +207,8 @@ def test_no_model_files_is_a_clear_error(tmp_path: Path, pm: pluggy.PluginManage
 def test_model_file_needs_exactly_one_module_class(tmp_path: Path, pm: pluggy.PluginManager) -> None:
     (tmp_path / "model.py").write_text(MODEL_SOURCE + "\n\nclass Other(torch.nn.Module):\n    pass\n")
     archive = make_archive(tmp_path, modelFile="model.py")
-    with pytest.raises(ArchiveError, match=r"exactly one torch.nn.Module subclass, found \['FirstTwo', 'Other'\]"):
+    expected = r"model 'tiny': .*model.py must define exactly one torch.nn.Module subclass, found \['FirstTwo', 'Other'\]"
+    with pytest.raises(ArchiveError, match=expected):
         BaseHandler().initialize(make_context(archive, pm))
 
 
@@ -204,15 +216,38 @@ def test_state_dict_is_loaded_weights_only(tmp_path: Path, pm: pluggy.PluginMana
     (tmp_path / "model.py").write_text(MODEL_SOURCE)
     torch.save(FirstTwo(), tmp_path / "weights.pt")  # a pickled module, not a state dict
     archive = make_archive(tmp_path, modelFile="model.py", serializedFile="weights.pt")
-    with pytest.raises(ArchiveError, match="model 'tiny': cannot load 'weights.pt'.*weights_only=True"):
+    with pytest.raises(ArchiveError, match=r"model 'tiny': cannot load .* state dict 'weights.pt' \(weights_only=True\)"):
         BaseHandler().initialize(make_context(archive, pm))
 
 
 def test_state_dict_without_model_file_explains_itself(tmp_path: Path, pm: pluggy.PluginManager) -> None:
     torch.save(WEIGHTS, tmp_path / "weights.pt")
     archive = make_archive(tmp_path, serializedFile="weights.pt")
-    with pytest.raises(ArchiveError, match="cannot load 'weights.pt' \\(TorchScript; for a state dict, name"):
+    with pytest.raises(ArchiveError, match=r"cannot load 'weights.pt' as TorchScript \(for a state dict, name"):
         BaseHandler().initialize(make_context(archive, pm))
+
+
+def test_torchserve_style_initialize_with_loading_helpers(tmp_path: Path, pm: pluggy.PluginManager) -> None:
+    (tmp_path / "model.py").write_text(MODEL_SOURCE)
+    torch.save(WEIGHTS, tmp_path / "weights.pt")
+    torch.jit.script(FirstTwo()).save(str(tmp_path / "scripted.pt"))
+    archive = make_archive(tmp_path, modelFile="model.py", serializedFile="weights.pt")
+
+    class OwnInitialize(BaseHandler):
+        def initialize(self, context):
+            model_dir = context.system_properties["model_dir"]
+            self.device = torch.device("cpu")
+            self.eager = self._load_pickled_model(model_dir, "model.py", f"{model_dir}/weights.pt")
+            self.model = self._load_torchscript_model(f"{model_dir}/scripted.pt")
+            self.initialized = True
+
+    handler = OwnInitialize()
+    context = make_context(archive, pm)
+    start(handler, context)
+
+    assert type(handler.eager).__name__ == "FirstTwo"
+    assert handler.eager(torch.tensor(BATCH)).tolist() == EXPECTED
+    assert handler.handle(BATCH, context) == EXPECTED
 
 
 def test_without_hooks_is_a_clear_error(eager: ModelArchive, pm: pluggy.PluginManager) -> None:

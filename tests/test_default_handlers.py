@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,16 @@ class BagOfWords(torch.nn.Module):
     def forward(self, tokens):
         return self.embedding(tokens).sum(dim=1)
 """
+
+
+@pytest.fixture(autouse=True)
+def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
+            del sys.modules[name]
 
 
 class MeanColor(torch.nn.Module):

@@ -37,6 +37,16 @@ class Counter(BaseHandler):
 """
 
 
+@pytest.fixture(autouse=True)
+def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
+            del sys.modules[name]
+
+
 @pytest.fixture
 def hooks() -> Hooks:
     return Hooks(create_plugin_manager(entry_points=False))
@@ -99,8 +109,9 @@ def test_known_handler_name(tmp_path: Path, hooks: Hooks, name: str, cls: type) 
 
 
 def test_each_model_gets_its_own_handler_module(tmp_path: Path, hooks: Hooks) -> None:
-    first = archive_with(tmp_path / "a", "handler.py", {"handler.py": "def handle(data, context):\n    return ['a']\n"})
-    second = archive_with(tmp_path / "b", "handler.py", {"handler.py": "def handle(data, context):\n    return ['b']\n"})
+    source = "def handle(data, context):\n    return [{!r}]\n"
+    first = archive_with(tmp_path / "a", "handler.py", {"handler.py": source.format("a")})
+    second = archive_with(tmp_path / "b", "handler.py", {"handler.py": source.format("b")})
     assert resolve_handler(first, hooks).handle([{}], None) == ["a"]
     assert resolve_handler(second, hooks).handle([{}], None) == ["b"]
 

@@ -1,0 +1,158 @@
+"""The process tree: clean stops, plain gunicorn, config.properties, torch-free frontends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from helpers import Server, free_port, mlp_archive, process_group_pids
+
+SAMPLE = [0.5] * 64
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # a zombie is gone for our purposes only once reaped; check its state
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().split(")")[-1].split()[0] != "Z":
+                alive.append(pid)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("lifecycle")
+    mlp_archive(work)
+    return work / "store"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_everything_and_leaves_no_process(store, tmp_path, sig):
+    server = Server(["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "2"], tmp_path).start()
+    try:
+        server.wait_healthy()
+        assert requests.post(server.url("/predictions/mlp"), json=SAMPLE, timeout=10).status_code == 200
+        pids = server.pids()
+        # gunicorn master, one frontend, the manager and two model workers
+        assert len(pids) >= 5, pids
+        assert server.stop(sig) == 0, server.log()
+        deadline = time.monotonic() + 10
+        while pids_alive(pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pids_alive(pids) == [], server.log()
+        assert "all model workers stopped" in server.log()
+    finally:
+        server.kill_group()
+
+
+def test_frontends_do_not_import_torch(store, tmp_path):
+    server = Server(["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "1",
+                     "--frontend-workers", "2"], tmp_path).start()
+    try:
+        server.wait_healthy()
+        master = server.process.pid
+        children = [p for p in server.pids() if p != master and _ppid(p) == master]
+        frontends = [p for p in children if "hookserve.manager" not in _cmdline(p)]
+        assert len(frontends) == 2
+        for pid in frontends:
+            assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text()
+        manager = next(p for p in children if "hookserve.manager" in _cmdline(p))
+        assert "libtorch" in Path(f"/proc/{manager}/maps").read_text()
+    finally:
+        server.stop()
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_ts_config_properties_are_honoured(store, tmp_path):
+    port, management, metrics = free_port(), free_port(), free_port()
+    properties = tmp_path / "config.properties"
+    properties.write_text(
+        "# a TorchServe config\n"
+        f"inference_address=http://127.0.0.1:{port}\n"
+        f"management_address=http://127.0.0.1:{management}\n"
+        f"metrics_address=http://127.0.0.1:{metrics}\n"
+        f"model_store={store}\n"
+        "load_models=mlp=mlp.mar\n"
+        "default_workers_per_model=2\n"
+        "max_request_size=500\n"
+        "number_of_gpu=0\n"
+        "disable_system_metrics=true\n"
+    )
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ping(url, process, tmp_path / "server.log")
+        assert requests.post(f"{url}/predictions/mlp", json=SAMPLE, timeout=10).status_code == 200
+        # max_request_size=500 from the file: SAMPLE is 320 bytes as JSON, this one 960
+        reply = requests.post(f"{url}/predictions/mlp", json=[0.1234567] * 64, timeout=10)
+        assert reply.status_code == 413
+        text = (tmp_path / "server.log").read_text()
+        assert "worker mlp-1.0-0 ready" in text and "worker mlp-1.0-1 ready" in text  # default_workers_per_model=2
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def test_bad_ts_config_key_is_a_clear_error(tmp_path):
+    properties = tmp_path / "config.properties"
+    properties.write_text("inference_adress=http://127.0.0.1:1\n")
+    result = subprocess.run([sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "inference_adress" in result.stderr
+
+
+def test_plain_gunicorn_with_the_config_module(store, tmp_path):
+    port = free_port()
+    args = (f"--model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
+            f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}")
+    log = open(tmp_path / "gunicorn.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
+        env=dict(os.environ, HOOKSERVE_ARGS=args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ping(url, process, tmp_path / "gunicorn.log")
+        reply = requests.post(f"{url}/predictions/mlp", json=SAMPLE, timeout=10)
+        assert reply.status_code == 200 and "class" in reply.json()
+        pids = process_group_pids(process.pid)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(30)
+    time.sleep(0.5)
+    assert pids_alive(pids) == []
+
+
+def _wait_ping(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(log.read_text())
