@@ -24,13 +24,13 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence, Union
+from typing import IO
 
 import yaml
-
 from hookserve.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ _GLOB_CHARS = re.compile(r"[*?[]")
 
 
 DEFAULT_VERSION = "1.0"
+
 
 @dataclass
 class ModelArchive:
@@ -125,9 +126,7 @@ class ModelArchive:
 # --------------------------------------------------------------------------- reading
 
 
-def open_archive(
-    source: str | os.PathLike, work_dir: Path, *, model_name: str | None = None
-) -> ModelArchive:
+def open_archive(source: str | os.PathLike, work_dir: Path, *, model_name: str | None = None) -> ModelArchive:
     """Open ``source`` (a .mar/.zip, .tar.gz/.tgz, or folder) and validate its manifest.
 
     Archives are extracted into a new subfolder of ``work_dir`` (created if needed) that
@@ -219,13 +218,9 @@ def _check_named_file(label: str, model_dir: Path, key: str, name: object) -> No
     # The manifest comes from the archive, so a name like "../../etc/passwd" must not
     # lead the server to read outside the model folder.
     if not isinstance(name, str) or not _is_plain_relative(name):
-        raise ArchiveError(
-            f"model archive {label}: manifest {key} {name!r} is not a path inside the archive"
-        )
+        raise ArchiveError(f"model archive {label}: manifest {key} {name!r} is not a path inside the archive")
     if not (model_dir / name).is_file():
-        raise ArchiveError(
-            f"model archive {label}: manifest names {key} {name!r} but the archive has no such file"
-        )
+        raise ArchiveError(f"model archive {label}: manifest names {key} {name!r} but the archive has no such file")
 
 
 def _read_config(label: str, model_dir: Path, config_file: str | None) -> dict:
@@ -238,10 +233,7 @@ def _read_config(label: str, model_dir: Path, config_file: str | None) -> dict:
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise ArchiveError(
-            f"model archive {label}: {config_file} must be a YAML mapping, "
-            f"not {type(config).__name__}"
-        )
+        raise ArchiveError(f"model archive {label}: {config_file} must be a YAML mapping, not {type(config).__name__}")
     return config
 
 
@@ -265,8 +257,7 @@ def _extract(path: Path, dest: Path, label: str) -> None:
         kind = "tar"
     else:
         raise ArchiveError(
-            f"model archive {label} is neither a zip (.mar, .zip) nor a tar (.tar.gz, .tgz) "
-            "archive nor a folder"
+            f"model archive {label} is neither a zip (.mar, .zip) nor a tar (.tar.gz, .tgz) archive nor a folder"
         )
     try:
         if kind == "zip":
@@ -284,7 +275,7 @@ def _extract(path: Path, dest: Path, label: str) -> None:
 
 # An entry is (name, kind, payload): kind "dir" (payload None), "file" (payload opens a
 # readable stream), or "symlink" (payload is the link target).
-_Entry = tuple[str, str, Union[None, str, Callable[[], IO[bytes]]]]
+_Entry = tuple[str, str, None | str | Callable[[], IO[bytes]]]
 
 
 def _zip_entries(zf: zipfile.ZipFile) -> Iterator[_Entry]:
@@ -416,13 +407,9 @@ def write_archive(options: ArchiveOptions) -> Path:
     """
     name = options.model_name
     if not MODEL_NAME_PATTERN.match(name):
-        raise ArchiveError(
-            f"model name {name!r} is invalid (allowed: {MODEL_NAME_PATTERN.pattern})"
-        )
+        raise ArchiveError(f"model name {name!r} is invalid (allowed: {MODEL_NAME_PATTERN.pattern})")
     if options.archive_format not in ARCHIVE_FORMATS:
-        raise ArchiveError(
-            f"archive format {options.archive_format!r} is not one of {', '.join(ARCHIVE_FORMATS)}"
-        )
+        raise ArchiveError(f"archive format {options.archive_format!r} is not one of {', '.join(ARCHIVE_FORMATS)}")
     if options.runtime not in RUNTIMES:
         raise ArchiveError(f"runtime {options.runtime!r} is not one of {', '.join(RUNTIMES)}")
     export_dir = Path(options.export_path if options.export_path is not None else os.getcwd())
@@ -535,9 +522,7 @@ def _manifest(options: ArchiveOptions) -> dict:
     }
 
 
-def _write_output(
-    output: Path, archive_format: str, name: str, files: dict[str, Path], manifest: str
-) -> None:
+def _write_output(output: Path, archive_format: str, name: str, files: dict[str, Path], manifest: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         staged = tmp / output.name

@@ -26,17 +26,14 @@ def add_archive_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="handler file (h.py or h.py:function) or a handler name such as image_classifier",
     )
-    parser.add_argument(
-        "--extra-files", help="comma-separated files or folders (folders contribute their contents)"
-    )
+    parser.add_argument("--extra-files", help="comma-separated files or folders (folders contribute their contents)")
     parser.add_argument("--runtime", default="python", choices=RUNTIMES)
     parser.add_argument("--export-path", help="folder to write the archive to (default: current folder)")
     parser.add_argument(
         "--archive-format",
         default="default",
         choices=list(ARCHIVE_FORMATS),
-        help="default: NAME.mar; zip-store: NAME.mar uncompressed; tgz: NAME.tar.gz; "
-        "no-archive: folder NAME/",
+        help="default: NAME.mar; zip-store: NAME.mar uncompressed; tgz: NAME.tar.gz; no-archive: folder NAME/",
     )
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("-v", "--version", default="1.0", help="model version (default: 1.0)")

@@ -6,35 +6,64 @@ import argparse
 import sys
 
 from hookserve import __version__
-from hookserve.config import ModelSpec, ServerConfig, apply_ts_properties, parse_address, read_properties
+from hookserve.config import (
+    ModelSpec,
+    ServerConfig,
+    apply_ts_properties,
+    parse_address,
+    read_properties,
+)
 from hookserve.errors import HookserveError
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """``hookserve serve`` flags; unset flags leave config.properties or defaults in place."""
-    parser.add_argument("--models", nargs="+", default=None, metavar="[NAME=]ARCHIVE",
-                        help="models to load at start: name=file.mar, file.mar, a folder, or 'all' (the whole store)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="[NAME=]ARCHIVE",
+        help="models to load at start: name=file.mar, file.mar, a folder, or 'all' (the whole store)",
+    )
     parser.add_argument("--model-store", default=None, help="folder holding model archives")
     parser.add_argument("--ts-config", default=None, help="a TorchServe config.properties file")
     for name in ("inference", "management", "metrics"):
         parser.add_argument(f"--{name}-address", default=None, type=parse_address, metavar="HOST:PORT")
-    parser.add_argument("--workers", dest="default_workers_per_model", type=int, default=None,
-                        help="model workers per model (default: one per GPU, else one per CPU core)")
+    parser.add_argument(
+        "--workers",
+        dest="default_workers_per_model",
+        type=int,
+        default=None,
+        help="model workers per model (default: one per GPU, else one per CPU core)",
+    )
     parser.add_argument("--frontend-workers", type=int, default=None, help="gunicorn worker processes")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-batch-delay", dest="max_batch_delay_ms", type=int, default=None, metavar="MS")
     parser.add_argument("--max-request-size", type=int, default=None, metavar="BYTES")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads per worker")
     parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
-    parser.add_argument("--strict-plugins", action="store_true", default=None,
-                        help="a broken third-party plugin stops the server instead of being skipped")
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=None,
+        help="a broken third-party plugin stops the server instead of being skipped",
+    )
     parser.add_argument("--foreground", action="store_true", help="accepted for TorchServe compatibility")
 
 
 CLI_TO_CONFIG = (
-    "model_store", "inference_address", "management_address", "metrics_address",
-    "default_workers_per_model", "frontend_workers", "batch_size", "max_batch_delay_ms",
-    "max_request_size", "torch_threads", "disabled_plugins", "strict_plugins",
+    "model_store",
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "default_workers_per_model",
+    "frontend_workers",
+    "batch_size",
+    "max_batch_delay_ms",
+    "max_request_size",
+    "torch_threads",
+    "disabled_plugins",
+    "strict_plugins",
 )
 
 

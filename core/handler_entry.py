@@ -16,10 +16,11 @@ The worker adapts ``HandlerEntry.handler`` with ``hookserve.handler_plugin.handl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from hookserve.errors import ArchiveError
 from hookserve.module_loading import import_from_dir, list_classes_from_module
@@ -86,9 +87,7 @@ def _import_handler_module(archive: Any, spec: str, module_name: str) -> ModuleT
 
 
 def _import_error(archive: Any, spec: str, exc: Exception) -> ArchiveError:
-    return ArchiveError(
-        f"model {archive.name!r}: cannot import handler {spec!r}: {type(exc).__name__}: {exc}"
-    )
+    return ArchiveError(f"model {archive.name!r}: cannot import handler {spec!r}: {type(exc).__name__}: {exc}")
 
 
 def _class_entry(archive: Any, cls: type) -> HandlerEntry:

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    import falcon.asgi
-
     from hookserve.archive import ModelArchive
     from hookserve.config import ServerConfig
     from hookserve.context import Context

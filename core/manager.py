@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
@@ -407,9 +406,8 @@ def describe_exit(status: int) -> str:
 
 def preload_worker_modules() -> None:
     """Import what every worker needs before any fork, so workers share it."""
-    import torch  # noqa: F401
-
     import hookserve.handlers.base_handler  # noqa: F401
+    import torch  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-
-from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
-from hookserve.protocol import Reply, WorkRequest, decode_reply, encode_request, read_frame
+from hookserve.errors import (
+    HookserveError,
+    ModelNotFound,
+    ServiceUnavailable,
+    WorkerDied,
+)
+from hookserve.protocol import (
+    Reply,
+    WorkRequest,
+    decode_reply,
+    encode_request,
+    read_frame,
+)
 
 log = logging.getLogger("hookserve.frontend")
 

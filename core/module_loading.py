@@ -21,9 +21,7 @@ def list_classes_from_module(module: ModuleType, parent_class: type | None = Non
     ``ts.utils.util.list_classes_from_module``.
     """
     classes = [
-        member
-        for _, member in inspect.getmembers(module, inspect.isclass)
-        if member.__module__ == module.__name__
+        member for _, member in inspect.getmembers(module, inspect.isclass) if member.__module__ == module.__name__
     ]
     if parent_class is not None:
         return [cls for cls in classes if issubclass(cls, parent_class)]

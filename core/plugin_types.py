@@ -43,4 +43,3 @@ class Routes:
         if listener not in self.LISTENERS:
             raise ValueError(f"unknown listener {listener!r}; expected one of {self.LISTENERS}")
         self.table.setdefault(listener, []).append((uri_template, resource, kwargs))
-

@@ -14,11 +14,11 @@ import importlib
 import importlib.metadata
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
-
 from hookserve import hookspecs
 from hookserve.errors import PluginError
 from hookserve.plugin_types import DeviceRequest, HandlerClass, Routes
@@ -109,8 +109,7 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str], strict: bool
                 raise
         except Exception as exc:
             message = (
-                f"plugin {ep.name!r} ({ep.value}) from distribution {source} is broken: "
-                f"{type(exc).__name__}: {exc}"
+                f"plugin {ep.name!r} ({ep.value}) from distribution {source} is broken: {type(exc).__name__}: {exc}"
             )
             if strict:
                 raise PluginError(message) from exc

@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
 from hookserve.archive import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
 from hookserve.handler_entry import HandlerEntry, resolve_handler
 from hookserve.handler_plugin import handler_plugin
 from hookserve.pluginmanager import Hooks
-from hookserve.protocol import Reply, WorkRequest, decode_request, encode_reply, read_frame
+from hookserve.protocol import (
+    Reply,
+    WorkRequest,
+    decode_request,
+    encode_reply,
+    read_frame,
+)
 
 log = logging.getLogger("hookserve.worker")
 
@@ -108,7 +113,7 @@ class BatchRunner:
             except BadInput as exc:
                 replies[position] = error_reply(request.id, exc)
         if runnable:
-            for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows)):
+            for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows), strict=False):
                 replies[position] = reply
         return [replies[p] for p in range(len(batch))]
 
@@ -121,7 +126,7 @@ class BatchRunner:
         try:
             outputs = self.entry.handle(rows, context)
             self._check_outputs(outputs, len(batch))
-            return [self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs))]
+            return [self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs, strict=False))]
         except Exception as exc:
             if isinstance(exc, HookserveError):
                 error = exc
@@ -206,9 +211,27 @@ class WorkerServer:
         while True:
             batch = await self._next_batch()
             replies = self.runner.run([request for _, request in batch])
-            for (writer, _), reply in zip(batch, replies):
+            for (writer, _), reply in zip(batch, replies, strict=False):
                 if not writer.is_closing():
                     writer.writelines(encode_reply(reply))
+
+
+def load_model(
+    archive: ModelArchive, hooks: Hooks, *, gpu_id: int | None = None, batch_size: int = 1
+) -> tuple[HandlerEntry, Context]:
+    """Resolve the archive's handler, register its overrides as this model's plugin and
+    initialize it: what every worker does before serving."""
+    context = Context(
+        archive.name, str(archive.model_dir), archive.manifest, batch_size, gpu_id, model_yaml_config=archive.config
+    )
+    context.hooks = hooks
+    context.archive = archive
+    entry = resolve_handler(archive, hooks)
+    plugin = handler_plugin(entry.handler)
+    if plugin is not None:
+        hooks.pm.register(plugin, name=f"handler:{archive.name}")
+    entry.initialize(context)
+    return entry, context
 
 
 def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
@@ -223,20 +246,6 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         import torch
 
         torch.set_num_threads(spec.torch_threads)
-    context = Context(
-        archive.name,
-        str(archive.model_dir),
-        archive.manifest,
-        spec.batch_size,
-        spec.gpu_id,
-        model_yaml_config=archive.config,
-    )
-    context.hooks = hooks
-    context.archive = archive
-    entry = resolve_handler(archive, hooks)
-    plugin = handler_plugin(entry.handler)
-    if plugin is not None:
-        hooks.pm.register(plugin, name=f"handler:{archive.name}")
-    entry.initialize(context)
+    entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     server = WorkerServer(BatchRunner(entry, context), spec.batch_size, spec.max_batch_delay_ms)
     asyncio.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -67,9 +67,7 @@ def load_torchscript(path: str | os.PathLike, device: Any) -> Any:
     return torch.jit.load(path, map_location=device)
 
 
-def load_eager(
-    model_dir: str | os.PathLike, model_file: str, weights: str | os.PathLike | None, device: Any
-) -> Any:
+def load_eager(model_dir: str | os.PathLike, model_file: str, weights: str | os.PathLike | None, device: Any) -> Any:
     """The one ``nn.Module`` subclass defined in ``model_file``, with the state dict ``weights``."""
     import torch
 
@@ -77,8 +75,7 @@ def load_eager(
     classes = list_classes_from_module(import_from_dir(model_dir, module_name), torch.nn.Module)
     if len(classes) != 1:
         raise ValueError(
-            f"{model_file} must define exactly one torch.nn.Module subclass, "
-            f"found {[cls.__name__ for cls in classes]}"
+            f"{model_file} must define exactly one torch.nn.Module subclass, found {[cls.__name__ for cls in classes]}"
         )
     model = classes[0]()
     if weights is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import requests
 import torch
-
 from hookserve.cli import main as hookserve_main
+from hookserve.demo.model import MLP
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "core" / "demo"
 
@@ -91,7 +92,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-                raise AssertionError(f"server did not stop within {timeout}s:\n{self.log()}")
+                raise AssertionError(f"server did not stop within {timeout}s:\n{self.log()}") from None
         return self.process.returncode
 
     def kill_group(self) -> None:
@@ -101,8 +102,15 @@ class Server:
             pass
 
 
-def archive(workdir: Path, name: str, handler: str, *, files: dict[str, str] | None = None,
-            flags: list[str] = (), archive_format: str = "default") -> Path:
+def archive(
+    workdir: Path,
+    name: str,
+    handler: str,
+    *,
+    files: dict[str, str] | None = None,
+    flags: list[str] = (),
+    archive_format: str = "default",
+) -> Path:
     """Write ``files`` (name -> source text) and pack them with ``hookserve archive``.
 
     ``handler`` and ``flags`` may name files of ``files`` by their bare name.
@@ -116,9 +124,19 @@ def archive(workdir: Path, name: str, handler: str, *, files: dict[str, str] | N
     local = {f: str(src / f) for f in files or {}}
     module, sep, function = handler.partition(":")
     code = hookserve_main(
-        ["archive", "--model-name", name, "--handler", local.get(module, module) + sep + function,
-         "--export-path", str(export), "--archive-format", archive_format, "--force",
-         *[local.get(flag, flag) for flag in flags]]
+        [
+            "archive",
+            "--model-name",
+            name,
+            "--handler",
+            local.get(module, module) + sep + function,
+            "--export-path",
+            str(export),
+            "--archive-format",
+            archive_format,
+            "--force",
+            *[local.get(flag, flag) for flag in flags],
+        ]
     )
     assert code == 0
     suffix = {"default": ".mar", "zip-store": ".mar", "tgz": ".tar.gz", "no-archive": ""}[archive_format]
@@ -126,11 +144,6 @@ def archive(workdir: Path, name: str, handler: str, *, files: dict[str, str] | N
 
 
 def mlp_weights(path: Path, seed: int = 0) -> Path:
-    sys.path.insert(0, str(DEMO_DIR))
-    try:
-        from model import MLP
-    finally:
-        sys.path.remove(str(DEMO_DIR))
     torch.manual_seed(seed)
     torch.save(MLP().state_dict(), path)
     return path
@@ -143,22 +156,47 @@ def mlp_archive(workdir: Path, name: str = "mlp", extra_flags: list[str] = ()) -
     weights = mlp_weights(src / "mlp.pt")
     export = workdir / "store"
     export.mkdir(parents=True, exist_ok=True)
-    assert hookserve_main(
-        ["archive", "--model-name", name, "--version", "1.0", "--handler", str(DEMO_DIR / "handler.py"),
-         "--model-file", str(DEMO_DIR / "model.py"), "--serialized-file", str(weights),
-         "--export-path", str(export), "--force", *extra_flags]
-    ) == 0
+    assert (
+        hookserve_main(
+            [
+                "archive",
+                "--model-name",
+                name,
+                "--version",
+                "1.0",
+                "--handler",
+                str(DEMO_DIR / "handler.py"),
+                "--model-file",
+                str(DEMO_DIR / "model.py"),
+                "--serialized-file",
+                str(weights),
+                "--export-path",
+                str(export),
+                "--force",
+                *extra_flags,
+            ]
+        )
+        == 0
+    )
     return export / f"{name}.mar"
 
 
 def mlp_expected(rows: list[list[float]]) -> list[dict]:
-    sys.path.insert(0, str(DEMO_DIR))
-    try:
-        from model import MLP
-    finally:
-        sys.path.remove(str(DEMO_DIR))
     torch.manual_seed(0)
     model = MLP().eval()
     with torch.inference_mode():
         scores = model(torch.tensor(rows, dtype=torch.float32))
     return [{"class": int(s.argmax()), "scores": s.tolist()} for s in scores]
+
+
+def folder_archive(model_dir: Path, files: dict[str, str] | None = None, name: str = "m", **model: str):
+    """A folder archive written in place: ``files`` plus a manifest with ``model`` keys."""
+    from hookserve.archive import open_archive
+
+    for filename, text in (files or {}).items():
+        (model_dir / filename).parent.mkdir(parents=True, exist_ok=True)
+        (model_dir / filename).write_text(text)
+    (model_dir / "MAR-INF").mkdir(parents=True, exist_ok=True)
+    manifest = {"runtime": "python", "model": {"modelName": name, "modelVersion": "1.0", **model}}
+    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
+    return open_archive(model_dir, model_dir / "work")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from hookserve.archive import ArchiveOptions, ModelArchive, open_archive, write_archive
 from hookserve.archiver import add_archive_arguments, run_archive
 from hookserve.errors import ArchiveError
@@ -378,7 +377,7 @@ def test_zip_symlink_escape_refused(tmp_path):
     path = tmp_path / "m.mar"
     with zipfile.ZipFile(path, "w") as zf:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "../../outside")
     message = open_error(path, tmp_path / "work")
     assert "symlink 'link' -> '../../outside' points outside" in message
@@ -660,7 +659,9 @@ def test_extra_files_glob_pattern(inputs, tmp_path):
     (tmp_path / "src" / "extra_a.txt").write_text("a")
     (tmp_path / "src" / "extra_b.txt").write_text("b")
     pattern = str(tmp_path / "src" / "extra_*.txt")
-    options = ArchiveOptions(model_name="g", handler="image_classifier", extra_files=[pattern], export_path=inputs["out"])
+    options = ArchiveOptions(
+        model_name="g", handler="image_classifier", extra_files=[pattern], export_path=inputs["out"]
+    )
     written = write_archive(options)
     with zipfile.ZipFile(written) as zf:
         assert set(zf.namelist()) == {"extra_a.txt", "extra_b.txt", "MAR-INF/MANIFEST.json"}

@@ -3,15 +3,13 @@ and a real plugin manager."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pluggy
 import pytest
 import torch
-
-from hookserve.archive import ModelArchive, open_archive
+from helpers import folder_archive
+from hookserve.archive import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import ArchiveError
 from hookserve.handler_plugin import handler_plugin
@@ -20,10 +18,13 @@ from hookserve.handlers.label_mapping import load_label_mapping, map_class_to_la
 from hookserve.hookspecs import hookimpl
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 
+pytestmark = pytest.mark.usefixtures("forget_archive_modules")
+
 # y = (x0, x1): predictable outputs without training.
 WEIGHTS = {"linear.weight": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), "linear.bias": torch.zeros(2)}
 MODEL_SOURCE = """
 import torch
+
 
 
 class FirstTwo(torch.nn.Module):
@@ -49,16 +50,11 @@ class FirstTwo(torch.nn.Module):
 
 
 def make_archive(model_dir: Path, **model: str) -> ModelArchive:
-    (model_dir / "MAR-INF").mkdir(parents=True, exist_ok=True)
-    manifest = {"runtime": "python", "model": {"modelName": "tiny", "modelVersion": "1.0", **model}}
-    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
-    return open_archive(model_dir, model_dir / "work")
+    return folder_archive(model_dir, name="tiny", **model)
 
 
 def make_context(archive: ModelArchive, pm: pluggy.PluginManager, gpu: int | None = None) -> Context:
-    context = Context(
-        archive.name, str(archive.model_dir), archive.manifest, 2, gpu, model_yaml_config=archive.config
-    )
+    context = Context(archive.name, str(archive.model_dir), archive.manifest, 2, gpu, model_yaml_config=archive.config)
     context.hooks = Hooks(pm)
     context.archive = archive
     return context
@@ -71,16 +67,6 @@ def start(handler: BaseHandler, context: Context, headers: dict | None = None, b
         context.hooks.pm.register(plugin)
     handler.initialize(context)
     context.start_batch([f"id{i}" for i in range(batch)], [headers or {"content-type": "application/json"}] * batch)
-
-
-@pytest.fixture(autouse=True)
-def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    for name, module in list(sys.modules.items()):
-        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
-            del sys.modules[name]
 
 
 @pytest.fixture
@@ -207,7 +193,9 @@ def test_no_model_files_is_a_clear_error(tmp_path: Path, pm: pluggy.PluginManage
 def test_model_file_needs_exactly_one_module_class(tmp_path: Path, pm: pluggy.PluginManager) -> None:
     (tmp_path / "model.py").write_text(MODEL_SOURCE + "\n\nclass Other(torch.nn.Module):\n    pass\n")
     archive = make_archive(tmp_path, modelFile="model.py")
-    expected = r"model 'tiny': .*model.py must define exactly one torch.nn.Module subclass, found \['FirstTwo', 'Other'\]"
+    expected = (
+        r"model 'tiny': .*model.py must define exactly one torch.nn.Module subclass, found \['FirstTwo', 'Other'\]"
+    )
     with pytest.raises(ArchiveError, match=expected):
         BaseHandler().initialize(make_context(archive, pm))
 
@@ -216,7 +204,9 @@ def test_state_dict_is_loaded_weights_only(tmp_path: Path, pm: pluggy.PluginMana
     (tmp_path / "model.py").write_text(MODEL_SOURCE)
     torch.save(FirstTwo(), tmp_path / "weights.pt")  # a pickled module, not a state dict
     archive = make_archive(tmp_path, modelFile="model.py", serializedFile="weights.pt")
-    with pytest.raises(ArchiveError, match=r"model 'tiny': cannot load .* state dict 'weights.pt' \(weights_only=True\)"):
+    with pytest.raises(
+        ArchiveError, match=r"model 'tiny': cannot load .* state dict 'weights.pt' \(weights_only=True\)"
+    ):
         BaseHandler().initialize(make_context(archive, pm))
 
 

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
-from hookserve.archive import open_archive
+from helpers import folder_archive
 from hookserve.context import Context
-from hookserve.handler_entry import HandlerEntry, resolve_handler
-from hookserve.handler_plugin import handler_plugin
+from hookserve.handler_entry import HandlerEntry
 from hookserve.handlers.image_classifier import image_tensor
 from hookserve.pluginmanager import Hooks, create_plugin_manager
+from hookserve.worker import load_model
+from PIL import Image
+
+pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 NORMALIZED_RED = ((1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0 - 0.406) / 0.225)
 TEXT_MODEL_SOURCE = """
 import torch
+
 
 
 class BagOfWords(torch.nn.Module):
@@ -34,16 +34,6 @@ class BagOfWords(torch.nn.Module):
     def forward(self, tokens):
         return self.embedding(tokens).sum(dim=1)
 """
-
-
-@pytest.fixture(autouse=True)
-def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    for name, module in list(sys.modules.items()):
-        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
-            del sys.modules[name]
 
 
 class MeanColor(torch.nn.Module):
@@ -61,20 +51,9 @@ class MeanColor(torch.nn.Module):
 
 
 def start_model(model_dir: Path, files: dict[str, str], **model: str) -> tuple[HandlerEntry, Context]:
-    """Write the archive folder, then resolve, register and initialize its handler like a worker."""
-    for name, text in files.items():
-        (model_dir / name).write_text(text)
-    (model_dir / "MAR-INF").mkdir()
-    manifest = {"runtime": "python", "model": {"modelName": "m", "modelVersion": "1.0", **model}}
-    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
-    archive = open_archive(model_dir, model_dir / "work")
-
-    hooks = Hooks(create_plugin_manager(entry_points=False))
-    context = Context(archive.name, str(model_dir), archive.manifest, 2, None, model_yaml_config=archive.config)
-    context.hooks, context.archive = hooks, archive
-    entry = resolve_handler(archive, hooks)
-    hooks.pm.register(handler_plugin(entry.handler))
-    entry.initialize(context)
+    """Write the archive folder and load its handler exactly as a worker does."""
+    archive = folder_archive(model_dir, files, **model)
+    entry, context = load_model(archive, Hooks(create_plugin_manager(entry_points=False)), batch_size=2)
     context.start_batch(["id1", "id2"], [{"content-type": "application/octet-stream"}] * 2)
     return entry, context
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
-
-from hookserve.archive import ModelArchive, open_archive
+from helpers import folder_archive
+from hookserve.archive import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import ArchiveError
 from hookserve.handler_entry import resolve_handler
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.image_classifier import ImageClassifier
 from hookserve.pluginmanager import Hooks, create_plugin_manager
+
+pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
 FUNCTION_HANDLER = """
 calls = []
@@ -28,6 +29,7 @@ CLASS_HANDLER = """
 from hookserve.handlers.base_handler import BaseHandler
 
 
+
 class Counter(BaseHandler):
     def initialize(self, context):
         self.initialized = True
@@ -37,29 +39,13 @@ class Counter(BaseHandler):
 """
 
 
-@pytest.fixture(autouse=True)
-def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Modules imported from this test's archives (``model``, ``handler``) must not leak into other tests."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    for name, module in list(sys.modules.items()):
-        if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
-            del sys.modules[name]
-
-
 @pytest.fixture
 def hooks() -> Hooks:
     return Hooks(create_plugin_manager(entry_points=False))
 
 
 def archive_with(model_dir: Path, handler: str, files: dict[str, str]) -> ModelArchive:
-    for name, text in files.items():
-        (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (model_dir / name).write_text(text)
-    (model_dir / "MAR-INF").mkdir(exist_ok=True)
-    manifest = {"runtime": "python", "model": {"modelName": "m", "modelVersion": "1.0", "handler": handler}}
-    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
-    return open_archive(model_dir, model_dir / "work")
+    return folder_archive(model_dir, files, handler=handler)
 
 
 def context_for(archive: ModelArchive) -> Context:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from helpers import Server, archive, mlp_archive
 
 EXAMPLE_SOURCE = "hookserve-example 0.1.0"
 
 
-def fake_distribution(site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+def fake_distribution(
+    site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> None:
     """A distribution as pip leaves it: a ``.dist-info`` with METADATA and entry points."""
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
@@ -30,17 +31,35 @@ def fake_distribution(site: Path, dist: str, version: str, entry_points: dict[st
 @pytest.fixture
 def plugin_site(tmp_path):
     site = tmp_path / "site"
-    fake_distribution(site, "broken-plugin", "1.2.3", {"broken": "broken_plugin_mod"},
-                      {"broken_plugin_mod": "raise RuntimeError('this plugin cannot import')\n"})
-    fake_distribution(site, "blocked-plugin", "0.0.1", {"blocked": "blocked_plugin_mod"},
-                      {"blocked_plugin_mod": f"open({str(tmp_path / 'imported')!r}, 'w').write('yes')\n"})
-    fake_distribution(site, "typo-plugin", "2.0", {"typo": "typo_plugin_mod"}, {"typo_plugin_mod": """
+    fake_distribution(
+        site,
+        "broken-plugin",
+        "1.2.3",
+        {"broken": "broken_plugin_mod"},
+        {"broken_plugin_mod": "raise RuntimeError('this plugin cannot import')\n"},
+    )
+    fake_distribution(
+        site,
+        "blocked-plugin",
+        "0.0.1",
+        {"blocked": "blocked_plugin_mod"},
+        {"blocked_plugin_mod": f"open({str(tmp_path / 'imported')!r}, 'w').write('yes')\n"},
+    )
+    fake_distribution(
+        site,
+        "typo-plugin",
+        "2.0",
+        {"typo": "typo_plugin_mod"},
+        {
+            "typo_plugin_mod": """
         from hookserve.hookspecs import hookimpl
 
         @hookimpl
         def hookserve_preproces(handler, data, context):
             return data
-    """})
+    """
+        },
+    )
     return site
 
 
@@ -48,8 +67,9 @@ def run_cli(args: list[str], site: Path | None = None) -> subprocess.CompletedPr
     env = dict(os.environ)
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "hookserve.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hookserve.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_plugins_lists_builtins_and_the_installed_example():
@@ -74,8 +94,13 @@ def test_broken_plugins_are_named_with_their_distribution_and_skipped(plugin_sit
 
 def test_blocking_by_environment_variable(plugin_site, tmp_path):
     env_site = {"HOOKSERVE_DISABLE_PLUGINS": "blocked,broken-plugin,typo"}
-    result = subprocess.run([sys.executable, "-m", "hookserve.cli", "plugins"], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(plugin_site), **env_site), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "hookserve.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(plugin_site), **env_site),
+        timeout=120,
+    )
     assert result.returncode == 0
     assert result.stderr.strip() == ""
     assert not (tmp_path / "imported").exists()
@@ -99,8 +124,9 @@ def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("plugins")
     mlp_archive(work)
     archive(work, "echo", "example_echo")
-    server = Server(["--model-store", str(work / "store"), "--workers", "1", "--models", "mlp.mar", "echo.mar"],
-                    work).start()
+    server = Server(
+        ["--model-store", str(work / "store"), "--workers", "1", "--models", "mlp.mar", "echo.mar"], work
+    ).start()
     try:
         server.wait_healthy()
         yield server

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from helpers import Server, free_port, mlp_archive, process_group_pids
 
 SAMPLE = [0.5] * 64
@@ -58,8 +57,9 @@ def test_signal_stops_everything_and_leaves_no_process(store, tmp_path, sig):
 
 
 def test_frontends_do_not_import_torch(store, tmp_path):
-    server = Server(["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "1",
-                     "--frontend-workers", "2"], tmp_path).start()
+    server = Server(
+        ["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "1", "--frontend-workers", "2"], tmp_path
+    ).start()
     try:
         server.wait_healthy()
         master = server.process.pid
@@ -98,8 +98,12 @@ def test_ts_config_properties_are_honoured(store, tmp_path):
         "disable_system_metrics=true\n"
     )
     log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ping(url, process, tmp_path / "server.log")
@@ -117,20 +121,29 @@ def test_ts_config_properties_are_honoured(store, tmp_path):
 def test_bad_ts_config_key_is_a_clear_error(tmp_path):
     properties = tmp_path / "config.properties"
     properties.write_text("inference_adress=http://127.0.0.1:1\n")
-    result = subprocess.run([sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "inference_adress" in result.stderr
 
 
 def test_plain_gunicorn_with_the_config_module(store, tmp_path):
     port = free_port()
-    args = (f"--model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
-            f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}")
+    args = (
+        f"--model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
+        f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}"
+    )
     log = open(tmp_path / "gunicorn.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
-        env=dict(os.environ, HOOKSERVE_ARGS=args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, HOOKSERVE_ARGS=args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"

@@ -7,10 +7,9 @@ import zipfile
 
 import pytest
 import requests
-
 from helpers import Server, archive, mlp_archive, mlp_expected
 
-FUNCTION_HANDLER = '''
+FUNCTION_HANDLER = """
     def handle(data, context):
         if data is None:  # the load-time call
             return None
@@ -22,9 +21,9 @@ FUNCTION_HANDLER = '''
                 described[name] = {"type": kind, "value": value if kind != "bytes" else len(value)}
             out.append(described)
         return out
-'''
+"""
 
-CLASS_HANDLER = '''
+CLASS_HANDLER = """
     class Behaviours:
         def initialize(self, context):
             self.model_name = context.model_name
@@ -52,7 +51,7 @@ CLASS_HANDLER = '''
             return [{"model": self.model_name, "request_id": context.get_request_id(0),
                      "header": context.get_request_header(0, "x-test-header"),
                      "all_headers": sorted(context.get_all_request_header(0))}]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +66,39 @@ def server(tmp_path_factory):
     with zipfile.ZipFile(store / "badmanifest.mar", "w") as zf:
         zf.writestr("MAR-INF/MANIFEST.json", "{not json")
     with zipfile.ZipFile(store / "noweights.mar", "w") as zf:
-        zf.writestr("MAR-INF/MANIFEST.json", json.dumps(
-            {"runtime": "python", "model": {"modelName": "noweights", "modelVersion": "1.0",
-                                            "handler": "handler.py", "serializedFile": "missing.pt"}}))
+        zf.writestr(
+            "MAR-INF/MANIFEST.json",
+            json.dumps(
+                {
+                    "runtime": "python",
+                    "model": {
+                        "modelName": "noweights",
+                        "modelVersion": "1.0",
+                        "handler": "handler.py",
+                        "serializedFile": "missing.pt",
+                    },
+                }
+            ),
+        )
         zf.writestr("handler.py", "def handle(data, context):\n    return data\n")
     archive(work, "badimport", "handler.py", files={"handler.py": "import module_that_does_not_exist\n"})
     srv = Server(
-        ["--model-store", str(store), "--workers", "1", "--max-request-size", "65536",
-         "--models", f"mlp={mlp.name}", "fields=fields.mar", "behave=behave.mar", "badzip.mar",
-         "badmanifest.mar", "noweights.mar", "badimport=badimport.mar"],
+        [
+            "--model-store",
+            str(store),
+            "--workers",
+            "1",
+            "--max-request-size",
+            "65536",
+            "--models",
+            f"mlp={mlp.name}",
+            "fields=fields.mar",
+            "behave=behave.mar",
+            "badzip.mar",
+            "badmanifest.mar",
+            "noweights.mar",
+            "badimport=badimport.mar",
+        ],
         work,
     ).start()
     try:
@@ -143,7 +166,9 @@ def test_json_body_is_decoded_for_the_handler(server):
 def test_text_and_raw_bodies(server):
     text = post(server, "/predictions/fields", data="héllo".encode(), headers={"content-type": "text/plain"})
     assert text.json() == {"body": {"type": "str", "value": "héllo"}}
-    raw = post(server, "/predictions/fields", data=b"\x00\x01\x02", headers={"content-type": "application/octet-stream"})
+    raw = post(
+        server, "/predictions/fields", data=b"\x00\x01\x02", headers={"content-type": "application/octet-stream"}
+    )
     assert raw.json() == {"body": {"type": "bytes", "value": 3}}
 
 
@@ -226,8 +251,12 @@ def test_body_over_max_request_size_is_413(server):
     assert reply.status_code == 413
     assert reply.json()["code"] == 413 and "65536" in reply.json()["message"]
     # chunked upload without a Content-Length is capped too
-    chunked = post(server, "/predictions/fields", data=iter([b"y" * 40000, b"y" * 40000]),
-                   headers={"content-type": "application/octet-stream"})
+    chunked = post(
+        server,
+        "/predictions/fields",
+        data=iter([b"y" * 40000, b"y" * 40000]),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert chunked.status_code == 413
     assert post(server, "/predictions/fields", json=[1]).status_code == 200
 

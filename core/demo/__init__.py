@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from hookserve.archive import ArchiveOptions, write_archive
 from hookserve.config import ServerConfig
 from hookserve.demo.model import MLP
@@ -58,8 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo archive: {archive}")
     print("once the model is loaded (about a second), ask it for a prediction with:")
     print(
-        f"  curl -H 'Content-Type: application/json' --data @{sample} "
-        f"http://127.0.0.1:{args.port}/predictions/demo",
+        f"  curl -H 'Content-Type: application/json' --data @{sample} http://127.0.0.1:{args.port}/predictions/demo",
         flush=True,
     )
     HookserveApplication(config).run()

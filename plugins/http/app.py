@@ -9,7 +9,6 @@ from typing import Any
 import falcon
 import falcon.asgi
 import orjson
-
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
 from hookserve.plugin_types import Routes
@@ -57,10 +56,14 @@ def serialize_falcon_error(req: falcon.asgi.Request, resp: falcon.asgi.Response,
     code = error.status_code
     message = error.description or error.title
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = error_body(code, FALCON_ERROR_TYPES.get(code, "BadRequestException" if code < 500 else "InternalServerException"), message)
+    resp.data = error_body(
+        code, FALCON_ERROR_TYPES.get(code, "BadRequestException" if code < 500 else "InternalServerException"), message
+    )
 
 
-async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: dict) -> None:
+async def handle_unexpected(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: dict
+) -> None:
     request_id = getattr(req.context, "request_id", "-")
     log.exception("request %s failed in the frontend", request_id)
     resp.status = 500
@@ -95,7 +98,7 @@ class ListenerDispatch:
 
 def create_listener_apps(routes: Routes, config: ServerConfig) -> ListenerDispatch:
     by_port = {}
-    for (host, port), names in config.listeners().items():
+    for (_host, port), names in config.listeners().items():
         entries = [entry for name in names for entry in routes.table.get(name, [])]
         by_port[port] = build_falcon_app(entries)
     return ListenerDispatch(by_port)

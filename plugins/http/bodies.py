@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl
 import falcon
 import falcon.asgi
 from falcon.media.multipart import MultipartFormHandler, MultipartParseError
-
 from hookserve.errors import BadRequest, RequestTooLarge
 from hookserve.protocol import Field
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import falcon
 import falcon.asgi
-
 from hookserve.config import ServerConfig
 from hookserve.model_client import ModelClient
-from hookserve.protocol import WorkRequest
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
+from hookserve.protocol import WorkRequest
 
 # Hop-by-hop and framing headers are the frontend's business, not the handler's.
 SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -50,4 +49,3 @@ class PredictionsResource:
         resp.content_type = reply.content_type
         for key, value in reply.headers.items():
             resp.set_header(key, str(value))
-
