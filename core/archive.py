@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 import yaml
+
 from hookserve.errors import ArchiveError
 
 log = logging.getLogger(__name__)

@@ -71,12 +71,29 @@ class ServerConfig:
     torch_threads: int | None = None
     disabled_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
+    # Model URLs beyond the model store must match one of these regexes (TorchServe's key).
+    allowed_urls: list[str] = field(default_factory=list)
+    snapshot: bool = True
+    snapshot_dir: str | None = None
+    management_token: str | None = None
+    disable_token_auth: bool = False
+    enable_model_api: bool = False
     run_dir: str = ""
 
     def workers_per_model(self, gpu_count: int) -> int:
         if self.default_workers_per_model > 0:
             return self.default_workers_per_model
         return gpu_count or os.cpu_count() or 1
+
+    def snapshot_folder(self) -> Path | None:
+        """Where the registry snapshot lives: ``snapshot_dir``, else per inference address."""
+        if not self.snapshot:
+            return None
+        if self.snapshot_dir:
+            return Path(self.snapshot_dir)
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        host, port = self.inference_address
+        return state / "hookserve" / f"{host}-{port}"
 
     def listeners(self) -> dict[tuple[str, int], list[str]]:
         """Each distinct address with the listener names served on it."""
@@ -149,17 +166,20 @@ TS_PROPERTIES = {
     "max_request_size": ("max_request_size", _int),
     "number_of_gpu": ("number_of_gpu", _int),
     "number_of_netty_threads": ("frontend_workers", _int),
+    "allowed_urls": ("allowed_urls", lambda k, v: [u.strip() for u in v.split(",") if u.strip()]),
+    "enable_model_api": ("enable_model_api", _bool),
+    "disable_token_authorization": ("disable_token_auth", _bool),
 }
 # Keys that TorchServe knows and that have no meaning here: accepted quietly.
 TS_IGNORED = re.compile(
     r"^(grpc_.*|enable_envvars_config|install_py_dep_per_model|disable_system_metrics|"
     r"vmargs|netty_client_threads|async_logging|cors_.*|enable_metrics_api|metrics_mode|"
-    r"metrics_config|model_snapshot|workflow_store|disable_token_authorization|"
-    r"enable_model_api|max_response_size|unregister_model_timeout|allowed_urls|"
+    r"metrics_config|model_snapshot|workflow_store|"
+    r"max_response_size|unregister_model_timeout|"
     r"default_service_handler|decode_input_request|service_envelope|.*_ssl.*|"
     r"private_key_file|certificate_file|keystore.*|plugins_path|use_env_allowed_urls|"
     r"models|limit_max_image_pixels|minWorkers|maxWorkers|ipex_enable|cpu_launcher_.*|"
-    r"tsConfigFile|enable_model_api)$"
+    r"tsConfigFile)$"
 )
 
 

@@ -1,13 +1,15 @@
-"""The model manager: opens archives, forks model workers and keeps them alive.
+"""The model manager: the registry of models and versions, and the model worker processes.
 
 It runs as its own process (``python -m hookserve.manager RUN_DIR``), started by the
 gunicorn master. It imports torch and the handler modules once and runs no torch op, so a
 forked worker starts in milliseconds and shares those pages with its siblings; CUDA is only
 ever initialised inside a worker.
 
-The manager is single-threaded (forking from a threaded process is unsafe). It publishes
-what frontends need in ``RUN_DIR/routes.json`` (replaced atomically): each model version,
-its settings and its workers with their sockets and states.
+The manager is single-threaded (forking from a threaded process is unsafe): one selector
+loop watches the workers' status pipes and the control socket, reaps exited workers,
+restarts crashed ones with back-off and retires drained ones. It publishes what frontends
+need in ``RUN_DIR/routes.json`` (replaced atomically) and, after every management change,
+the snapshot a restarted server restores.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import shutil
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -23,11 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
+from hookserve.control import CONTROL_SOCKET, ControlServerSide
 from hookserve.errors import HookserveError
+from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
+from hookserve.snapshot import read_snapshot, write_snapshot
 from hookserve.worker import WorkerSpec, start_worker
 
 log = logging.getLogger("hookserve.manager")
@@ -37,6 +45,9 @@ STOP_GRACE_S = 10.0
 MAX_BACKOFF_S = 30.0
 # A worker that stayed up this long has its restart back-off forgiven.
 STABLE_AFTER_S = 60.0
+# Frontends read routes.json on every request; this lets requests they routed before a
+# retirement was published reach the worker, which then drains them before it exits.
+RETIRE_DELAY_S = 0.2
 
 
 @dataclass
@@ -47,10 +58,11 @@ class Worker:
     socket_path: str
     pid: int = 0
     status_fd: int = -1
-    state: str = "STARTING"  # STARTING, READY, DEAD
+    state: str = "STARTING"  # STARTING, READY, DEAD, STOPPING
     started_at: float = 0.0
     restarts: int = 0
     restart_at: float = 0.0
+    stop_at: float = 0.0
     buffer: bytes = b""
 
     @property
@@ -59,32 +71,50 @@ class Worker:
 
 
 @dataclass
+class Waiter:
+    """A synchronous management call that is answered when its workers are settled."""
+
+    conn: ControlServerSide
+    success: str
+
+
+@dataclass
 class ModelVersion:
     archive: ModelArchive
-    min_workers: int
-    batch_size: int
-    max_batch_delay_ms: int
-    response_timeout_s: int
-    startup_timeout_s: int
+    url: str
+    settings: dict
+    loaded_at_startup: bool = False
     workers: list[Worker] = field(default_factory=list)
     state: str = "LOADING"  # LOADING, READY, FAILED
     error: str | None = None
+    waiters: list[Waiter] = field(default_factory=list)
+    owns_model_dir: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.archive.name
+
+    @property
+    def version(self) -> str:
+        return self.archive.version
 
     @property
     def key(self) -> str:
-        return f"{self.archive.name}/{self.archive.version}"
+        return f"{self.name}/{self.version}"
 
+    @property
+    def target(self) -> int:
+        return self.settings["min_workers"]
 
-def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int) -> dict:
-    """Archive ``model-config.yaml`` over server defaults (API parameters come later)."""
-    yaml = archive.config
-    return {
-        "min_workers": int(yaml.get("minWorkers", config.workers_per_model(gpu_count))),
-        "batch_size": int(yaml.get("batchSize", config.batch_size)),
-        "max_batch_delay_ms": int(yaml.get("maxBatchDelay", config.max_batch_delay_ms)),
-        "response_timeout_s": int(yaml.get("responseTimeout", config.response_timeout_s)),
-        "startup_timeout_s": int(yaml.get("startupTimeout", config.startup_timeout_s)),
-    }
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w.state != "STOPPING"]
+
+    def settled(self) -> bool:
+        return (
+            not any(w.state == "STOPPING" for w in self.workers)
+            and len(self.workers) == self.target
+            and all(w.state == "READY" for w in self.workers)
+        )
 
 
 def visible_gpu_count() -> int:
@@ -99,60 +129,288 @@ class ModelManager:
         self.config = config
         self.hooks = hooks
         self.run_dir = Path(config.run_dir)
+        self.extract_root = self.run_dir / "models"
         self.models: dict[str, dict[str, ModelVersion]] = {}
         self.defaults: dict[str, str] = {}
         self.failed: dict[str, str] = {}
+        self.retiring: list[tuple[ModelVersion, Worker]] = []
         self.selector = selectors.DefaultSelector()
         self.gpu_count = visible_gpu_count()
         self.stopping = False
         self.parent_pid = os.getppid()
         self._socket_counter = 0
         self._routes_dirty = True
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    # --- registry --------------------------------------------------------------------
+
+    def versions(self) -> list[ModelVersion]:
+        return [v for versions in self.models.values() for v in versions.values()]
+
+    def find(self, name: str, version: str | None) -> ModelVersion:
+        versions = self.models.get(name)
+        if not versions:
+            raise ManagementError(404, "ModelNotFoundException", f"Model not found: {name}")
+        number = version or self.defaults[name]
+        found = versions.get(number)
+        if found is None:
+            raise ManagementError(
+                404, "ModelVersionNotFoundException", f"Model version: {number} does not exist for model: {name}"
+            )
+        return found
+
+    def add_version(
+        self, archive: ModelArchive, url: str, settings: dict, *, at_startup: bool, workers: int
+    ) -> ModelVersion:
+        version = ModelVersion(archive, url, settings, loaded_at_startup=at_startup)
+        version.owns_model_dir = Path(archive.model_dir).is_relative_to(self.extract_root)
+        self.models.setdefault(archive.name, {})[archive.version] = version
+        self.defaults.setdefault(archive.name, archive.version)
+        version.settings["min_workers"] = workers
+        self.scale_to(version, workers)
+        if workers == 0:
+            version.state = "READY"
+        self._routes_dirty = True
+        return version
+
+    def remove_version(self, version: ModelVersion) -> None:
+        """Take a version out of the registry; its workers drain and exit, then its files go."""
+        versions = self.models.get(version.name, {})
+        versions.pop(version.version, None)
+        if not versions:
+            self.models.pop(version.name, None)
+            self.defaults.pop(version.name, None)
+        elif self.defaults.get(version.name) == version.version:
+            self.defaults[version.name] = next(iter(versions))
+        for worker in version.workers:
+            self.retire(version, worker, delay=RETIRE_DELAY_S if version.state == "READY" else 0.0)
+        version.workers = []
+        self._routes_dirty = True
+        self._cleanup_if_idle(version)
+
+    def _cleanup_if_idle(self, version: ModelVersion) -> None:
+        if version.owns_model_dir and not any(v is version for v, _ in self.retiring):
+            shutil.rmtree(version.archive.model_dir, ignore_errors=True)
 
     # --- loading ---------------------------------------------------------------------
 
-    def model_sources(self) -> list[tuple[str | None, str]]:
-        store = Path(self.config.model_store) if self.config.model_store else None
-        sources = []
-        for spec in self.config.models:
-            if spec.source == "all" and spec.name is None and store:
-                sources += [(None, str(p)) for p in sorted(store.iterdir()) if not p.name.startswith(".")]
-                continue
-            path = Path(spec.source)
-            if not path.is_absolute() and store and (store / path).exists():
-                path = store / path
-            sources.append((spec.name, str(path)))
-        return sources
+    def open_model(self, url: str, name: str | None, handler: str | None = None) -> ModelArchive:
+        path = resolve_model_url(url, self.config)
+        archive = open_archive(path, self.extract_root, model_name=name)
+        if handler:
+            archive.manifest["model"]["handler"] = handler
+        return archive
 
     def load_startup_models(self) -> None:
-        extract_root = self.run_dir / "models"
-        extract_root.mkdir(exist_ok=True)
-        for name, source in self.model_sources():
-            try:
-                archive = open_archive(source, extract_root, model_name=name)
-            except HookserveError as exc:
-                log.error("model archive %s not loaded: %s", source, exc.message)
-                self.failed[name or archive_stem(Path(source))] = exc.message
-                continue
-            self.add_model(archive)
+        self.extract_root.mkdir(exist_ok=True)
+        restored = self.restore_snapshot()
+        store = Path(self.config.model_store) if self.config.model_store else None
+        for spec in self.config.models:
+            if spec.source == "all" and spec.name is None and store:
+                sources = [(None, p.name) for p in sorted(store.iterdir()) if not p.name.startswith(".")]
+            else:
+                sources = [(spec.name, spec.source)]
+            for name, source in sources:
+                self.load_startup_model(source, name, restored)
         self.publish()
 
-    def add_model(self, archive: ModelArchive) -> ModelVersion:
-        version = ModelVersion(archive, **model_settings(archive, self.config, self.gpu_count))
-        self.models.setdefault(archive.name, {})[archive.version] = version
-        self.defaults.setdefault(archive.name, archive.version)
-        for index in range(version.min_workers):
-            worker = self.new_worker(version, index)
+    def load_startup_model(self, source: str, name: str | None, restored: set[str]) -> None:
+        try:
+            archive = self.open_model(source, name)
+        except HookserveError as exc:
+            log.error("model archive %s not loaded: %s", source, exc.message)
+            self.failed[name or archive_stem(Path(source))] = exc.message
+            return
+        if archive.name in restored:
+            log.info("model %s comes from the snapshot; --models entry %s skipped", archive.name, source)
+            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            return
+        if archive.version in self.models.get(archive.name, {}):
+            log.error("model %s version %s is given twice at start; %s skipped", archive.name, archive.version, source)
+            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            return
+        settings = model_settings(archive, self.config, self.gpu_count, {})
+        self.add_version(archive, source, settings, at_startup=True, workers=settings["min_workers"])
+
+    def restore_snapshot(self) -> set[str]:
+        folder = self.config.snapshot_folder()
+        snapshot = read_snapshot(folder) if folder else None
+        if not snapshot:
+            return set()
+        log.info("restoring %d model(s) from the snapshot in %s", len(snapshot), folder)
+        for name, entry in snapshot.items():
+            for number, saved in entry["versions"].items():
+                try:
+                    archive = self.open_model(saved["url"], name, saved.get("handler"))
+                except HookserveError as exc:
+                    log.error("snapshot model %s version %s not restored: %s", name, number, exc.message)
+                    self.failed[name] = exc.message
+                    continue
+                self.add_version(
+                    archive,
+                    saved["url"],
+                    dict(saved["settings"]),
+                    at_startup=True,
+                    workers=saved["settings"]["min_workers"],
+                )
+            if entry.get("default") in self.models.get(name, {}):
+                self.defaults[name] = entry["default"]
+        return set(snapshot)
+
+    # --- management operations (from the control socket) -------------------------------
+
+    def handle_control(self, conn: ControlServerSide, message: dict) -> None:
+        op = message.get("op")
+        handler = getattr(self, f"op_{op}", None)
+        try:
+            if handler is None:
+                raise ManagementError(400, "BadRequestException", f"unknown control operation {op!r}")
+            handler(conn, message)
+        except HookserveError as exc:
+            conn.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - a bad request must not take the manager down
+            log.exception("control operation %s failed", op)
+            conn.fail(HookserveError(f"{type(exc).__name__}: {exc}"))
+
+    def op_register(self, conn: ControlServerSide, message: dict) -> None:
+        url = message.get("url")
+        if not url:
+            raise ManagementError(400, "BadRequestException", "Parameter url is required.")
+        name = message.get("model_name")
+        if name is not None:
+            validate_name("model_name", name)
+        if message.get("runtime") not in (None, "python", "python3"):
+            raise ManagementError(
+                400, "BadRequestException", f"runtime {message['runtime']!r} is not supported (python only)"
+            )
+        archive = self.open_model(url, name, message.get("handler"))
+        if archive.version in self.models.get(archive.name, {}):
+            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            raise ManagementError(
+                409,
+                "ConflictStatusException",
+                f"Model version {archive.version} for model {archive.name} already registered.",
+            )
+        settings = model_settings(archive, self.config, self.gpu_count, message)
+        workers = message.get("initial_workers")
+        workers = settings["min_workers"] if workers is None else int(workers)
+        version = self.add_version(archive, url, settings, at_startup=False, workers=workers)
+        done = f'Model "{archive.name}" Version: {archive.version} registered with {workers} initial workers'
+        self._answer_or_wait(conn, version, message, done)
+
+    def op_scale(self, conn: ControlServerSide, message: dict) -> None:
+        version = self.find(message["model"], message.get("version"))
+        low = int(message.get("min_worker") if message.get("min_worker") is not None else version.target)
+        high = int(
+            message.get("max_worker")
+            if message.get("max_worker") is not None
+            else max(low, version.settings["max_workers"])
+        )
+        if low < 0 or high < low:
+            raise ManagementError(
+                400, "BadRequestException", f"invalid worker counts: min_worker={low}, max_worker={high}"
+            )
+        version.settings.update(min_workers=low, max_workers=high)
+        self.scale_to(version, low)
+        done = f"Workers scaled to {low} for model: {version.name}, version: {version.version}"
+        self._answer_or_wait(conn, version, message, done)
+
+    def op_set_default(self, conn: ControlServerSide, message: dict) -> None:
+        version = self.find(message["model"], message["version"])
+        self.defaults[version.name] = version.version
+        self.changed()
+        conn.answer(
+            200, {"status": f'Default version successfully updated for model "{version.name}" to "{version.version}"'}
+        )
+
+    def op_unregister(self, conn: ControlServerSide, message: dict) -> None:
+        version = self.find(message["model"], message.get("version"))
+        if self.defaults[version.name] == version.version and len(self.models[version.name]) > 1:
+            raise ManagementError(
+                403,
+                "InvalidModelVersionException",
+                f"Cannot remove default version {version.version} for model {version.name}; "
+                "set another version as default first",
+            )
+        self.remove_version(version)
+        self.changed()
+        conn.answer(200, {"status": f'Model "{version.name}" unregistered'})
+
+    def op_worker_timeout(self, conn: ControlServerSide, message: dict) -> None:
+        """A frontend gave up on a request: replace the worker that holds it."""
+        for version in self.versions():
+            for worker in version.workers:
+                if worker.socket_path == message["socket"] and worker.pid:
+                    log.warning("model %s: worker %s exceeded responseTimeout; replacing it", version.key, worker.id)
+                    self._signal(worker.pid, signal.SIGKILL)
+        conn.answer(200, {"status": "ok"})
+
+    def _answer_or_wait(self, conn: ControlServerSide, version: ModelVersion, message: dict, done: str) -> None:
+        self.changed()
+        if str(message.get("synchronous", "true")).lower() == "false":
+            conn.answer(202, {"status": "Processing worker updates..."})
+        elif version.settled():
+            conn.answer(200, {"status": done})
+        else:
+            version.waiters.append(Waiter(conn, done))
+
+    def settle_waiters(self) -> None:
+        for version in self.versions():
+            if version.waiters and version.settled():
+                for waiter in version.waiters:
+                    waiter.conn.answer(200, {"status": waiter.success})
+                version.waiters = []
+
+    def changed(self) -> None:
+        """A management change: routes now, snapshot after."""
+        self._routes_dirty = True
+        folder = self.config.snapshot_folder()
+        if folder is not None:
+            write_snapshot(folder, self.snapshot())
+
+    def snapshot(self) -> dict:
+        return {
+            name: {
+                "default": self.defaults[name],
+                "versions": {
+                    number: {"url": v.url, "handler": v.archive.handler, "settings": v.settings}
+                    for number, v in versions.items()
+                },
+            }
+            for name, versions in self.models.items()
+        }
+
+    # --- workers ---------------------------------------------------------------------
+
+    def scale_to(self, version: ModelVersion, count: int) -> None:
+        live = version.live()
+        for _ in range(len(live), count):
+            worker = self.new_worker(version, self._free_index(version))
             version.workers.append(worker)
             self.spawn(version, worker)
+        for worker in sorted(live, key=lambda w: w.index)[count:]:
+            version.workers.remove(worker)
+            self.retire(version, worker, delay=RETIRE_DELAY_S)
         self._routes_dirty = True
-        return version
+
+    @staticmethod
+    def _free_index(version: ModelVersion) -> int:
+        used = {w.index for w in version.workers}
+        return next(i for i in range(len(used) + 1) if i not in used)
+
+    def retire(self, version: ModelVersion, worker: Worker, delay: float) -> None:
+        """Stop routing to a worker, then let it drain what it has and exit."""
+        if not worker.pid:
+            return
+        worker.state = "STOPPING"
+        worker.stop_at = time.monotonic() + delay
+        self.retiring.append((version, worker))
 
     def new_worker(self, version: ModelVersion, index: int) -> Worker:
         self._socket_counter += 1
         device = self.hooks.select_device(
             request=DeviceRequest(
-                model_name=version.archive.name,
+                model_name=version.name,
                 worker_index=index,
                 gpu_count=self.gpu_count,
                 device_type=version.archive.config.get("deviceType"),
@@ -161,13 +419,11 @@ class ModelManager:
             )
         )
         return Worker(
-            id=f"{version.archive.name}-{version.archive.version}-{index}",
+            id=f"{version.name}-{version.version}-{index}",
             index=index,
             device=device,
             socket_path=str(self.run_dir / f"w{self._socket_counter}.sock"),
         )
-
-    # --- processes -------------------------------------------------------------------
 
     def spawn(self, version: ModelVersion, worker: Worker) -> None:
         if os.path.exists(worker.socket_path):
@@ -178,8 +434,8 @@ class ModelManager:
             archive=version.archive,
             socket_path=worker.socket_path,
             gpu_id=worker.gpu_id,
-            batch_size=version.batch_size,
-            max_batch_delay_ms=version.max_batch_delay_ms,
+            batch_size=version.settings["batch_size"],
+            max_batch_delay_ms=version.settings["max_batch_delay_ms"],
             torch_threads=self.config.torch_threads,
         )
         pid = os.fork()
@@ -197,8 +453,9 @@ class ModelManager:
         code = 0
         try:
             self.selector.close()
-            for fd in [w.status_fd for v in self.versions() for w in v.workers if w.status_fd >= 0]:
-                os.close(fd)
+            self.control.close()
+            for _, key in list(self._status_fds()):
+                os.close(key)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             # Ctrl-C reaches the whole process group; the manager stops workers in order.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -219,8 +476,14 @@ class ModelManager:
             sys.stderr.flush()
             os._exit(code)
 
-    def versions(self) -> list[ModelVersion]:
-        return [v for versions in self.models.values() for v in versions.values()]
+    def _status_fds(self):
+        for version in self.versions():
+            for worker in version.workers:
+                if worker.status_fd >= 0:
+                    yield worker, worker.status_fd
+        for _, worker in self.retiring:
+            if worker.status_fd >= 0:
+                yield worker, worker.status_fd
 
     def on_status(self, version: ModelVersion, worker: Worker) -> None:
         try:
@@ -236,7 +499,7 @@ class ModelManager:
         while b"\n" in worker.buffer:
             line, worker.buffer = worker.buffer.split(b"\n", 1)
             text = line.decode(errors="replace")
-            if text == "READY":
+            if text == "READY" and worker.state == "STARTING":
                 worker.state = "READY"
                 version.state = "READY"
                 log.info("model %s: worker %s ready", version.key, worker.id)
@@ -245,14 +508,22 @@ class ModelManager:
             self._routes_dirty = True
 
     def on_startup_failure(self, version: ModelVersion, worker: Worker, reason: str) -> None:
-        """A worker that cannot load its model will not do better on retry: fail the model."""
+        """A worker that cannot load its model will not do better on retry: fail the version."""
         log.error("model %s: worker %s failed to start: %s", version.key, worker.id, reason)
         if version.state == "READY":
-            return  # a sibling loaded fine; treat this like a crash (restarted on reap)
+            return  # its siblings loaded: treated like a crash, restarted with back-off
         version.state, version.error = "FAILED", reason
-        for other in version.workers:
-            if other.pid and other.state != "DEAD":
-                self._signal(other.pid, signal.SIGKILL)
+        error = ManagementError(
+            500, "InternalServerException", f"Failed to load model {version.name} version {version.version}: {reason}"
+        )
+        for waiter in version.waiters:
+            waiter.conn.fail(error)
+        version.waiters = []
+        if version.loaded_at_startup:
+            self.failed[version.name] = reason
+        if self.models.get(version.name, {}).get(version.version) is version:
+            self.remove_version(version)
+            self.changed()
 
     def reap(self) -> None:
         while True:
@@ -265,65 +536,77 @@ class ModelManager:
             self.on_exit(pid, status)
 
     def on_exit(self, pid: int, status: int) -> None:
+        for version, worker in list(self.retiring):
+            if worker.pid == pid:
+                self.retiring.remove((version, worker))
+                worker.pid, worker.state = 0, "DEAD"
+                self._close_status(worker)
+                log.info("model %s: worker %s stopped (%s)", version.key, worker.id, describe_exit(status))
+                if self.models.get(version.name, {}).get(version.version) is not version:
+                    self._cleanup_if_idle(version)
+                self._routes_dirty = True
+                return
         for version in self.versions():
             for worker in version.workers:
-                if worker.pid != pid:
-                    continue
-                worker.state, worker.pid = "DEAD", 0
-                self._routes_dirty = True
-                if self.stopping:
+                if worker.pid == pid:
+                    self._on_crash(version, worker, pid, status)
                     return
-                if version.state == "FAILED":
-                    self._drop_failed(version)
-                    return
-                ran = time.time() - worker.started_at
-                if ran > STABLE_AFTER_S:
-                    worker.restarts = 0
-                delay = min(MAX_BACKOFF_S, 0.5 * 2**worker.restarts)
-                worker.restarts += 1
-                worker.restart_at = time.monotonic() + delay
-                log.warning(
-                    "model %s: worker %s (pid %d) exited with %s; restarting in %.1f s",
-                    version.key,
-                    worker.id,
-                    pid,
-                    describe_exit(status),
-                    delay,
-                )
-                return
 
-    def _drop_failed(self, version: ModelVersion) -> None:
-        if any(w.state != "DEAD" for w in version.workers):
+    def _on_crash(self, version: ModelVersion, worker: Worker, pid: int, status: int) -> None:
+        worker.state, worker.pid = "DEAD", 0
+        self._routes_dirty = True
+        if self.stopping:
             return
-        name = version.archive.name
-        self.failed[name] = version.error or "failed"
-        versions = self.models.get(name, {})
-        versions.pop(version.archive.version, None)
-        if not versions:
-            self.models.pop(name, None)
-            self.defaults.pop(name, None)
-        elif self.defaults.get(name) == version.archive.version:
-            self.defaults[name] = next(iter(versions))
+        if time.time() - worker.started_at > STABLE_AFTER_S:
+            worker.restarts = 0
+        delay = min(MAX_BACKOFF_S, 0.5 * 2**worker.restarts)
+        worker.restarts += 1
+        worker.restart_at = time.monotonic() + delay
+        log.warning(
+            "model %s: worker %s (pid %d) exited with %s; restarting in %.1f s",
+            version.key,
+            worker.id,
+            pid,
+            describe_exit(status),
+            delay,
+        )
 
-    def restart_due(self) -> None:
+    def _close_status(self, worker: Worker) -> None:
+        if worker.status_fd >= 0:
+            self.selector.unregister(worker.status_fd)
+            os.close(worker.status_fd)
+            worker.status_fd = -1
+
+    def tick(self) -> None:
+        """Time-driven work: restarts that are due, retirements, start-up deadlines."""
         now = time.monotonic()
         for version in self.versions():
             for worker in version.workers:
                 if worker.state == "DEAD" and worker.restart_at and now >= worker.restart_at:
                     worker.restart_at = 0.0
                     self.spawn(version, worker)
-                elif worker.state == "STARTING" and time.time() - worker.started_at > version.startup_timeout_s:
-                    self.on_startup_failure(
-                        version, worker, f"model did not load within startupTimeout={version.startup_timeout_s}s"
-                    )
+                elif (
+                    worker.state == "STARTING"
+                    and time.time() - worker.started_at > version.settings["startup_timeout_s"]
+                ):
                     self._signal(worker.pid, signal.SIGKILL)
+                    self.on_startup_failure(
+                        version,
+                        worker,
+                        f"model did not load within startupTimeout={version.settings['startup_timeout_s']}s",
+                    )
+        for _, worker in self.retiring:
+            if worker.stop_at and now >= worker.stop_at:
+                worker.stop_at = 0.0
+                self._signal(worker.pid, signal.SIGTERM)
 
     @staticmethod
     def _signal(pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     # --- routes ----------------------------------------------------------------------
 
@@ -332,22 +615,31 @@ class ModelManager:
         for name, versions in self.models.items():
             models[name] = {
                 "default": self.defaults[name],
-                "versions": {
-                    number: {
-                        "state": v.state,
-                        "min_workers": v.min_workers,
-                        "batch_size": v.batch_size,
-                        "max_batch_delay_ms": v.max_batch_delay_ms,
-                        "response_timeout_s": v.response_timeout_s,
-                        "workers": [
-                            {"id": w.id, "pid": w.pid, "state": w.state, "device": w.device, "socket": w.socket_path}
-                            for w in v.workers
-                        ],
-                    }
-                    for number, v in versions.items()
-                },
+                "versions": {number: self._route(v) for number, v in versions.items()},
             }
         return {"models": models, "failed": self.failed}
+
+    @staticmethod
+    def _route(v: ModelVersion) -> dict:
+        return {
+            "state": v.state,
+            "url": v.url,
+            "runtime": v.archive.runtime or "python",
+            "loaded_at_startup": v.loaded_at_startup,
+            "device_type": v.archive.config.get("deviceType"),
+            **v.settings,
+            "workers": [
+                {
+                    "id": w.id,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "device": w.device,
+                    "socket": w.socket_path,
+                    "started_at": w.started_at,
+                }
+                for w in v.workers
+            ],
+        }
 
     def publish(self) -> None:
         path = self.run_dir / ROUTES_FILE
@@ -358,15 +650,26 @@ class ModelManager:
 
     # --- main loop -------------------------------------------------------------------
 
+    def listen(self) -> None:
+        path = self.run_dir / CONTROL_SOCKET
+        if path.exists():
+            path.unlink()
+        self.control.bind(str(path))
+        self.control.listen(64)
+        self.control.setblocking(False)
+        self.selector.register(self.control, selectors.EVENT_READ, "control")
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        self.listen()
         self.load_startup_models()
         while not self.stopping:
             for key, _ in self.selector.select(timeout=0.05):
-                self.on_status(*key.data)
+                self.on_event(key)
             self.reap()
-            self.restart_due()
+            self.tick()
+            self.settle_waiters()
             if self._routes_dirty:
                 self.publish()
             if os.getppid() != self.parent_pid:
@@ -374,11 +677,31 @@ class ModelManager:
                 self.stopping = True
         self.stop_workers()
 
+    def on_event(self, key: selectors.SelectorKey) -> None:
+        if key.data == "control":
+            try:
+                sock, _ = self.control.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, ControlServerSide(sock))
+        elif isinstance(key.data, ControlServerSide):
+            conn = key.data
+            messages = conn.read_messages()
+            if messages is None or messages:
+                self.selector.unregister(conn.sock)
+            if messages is None:
+                conn.close()
+            for message in messages or ():
+                self.handle_control(conn, message)
+        else:
+            self.on_status(*key.data)
+
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
 
     def stop_workers(self) -> None:
-        pids = [w.pid for v in self.versions() for w in v.workers if w.pid]
+        pids = [w.pid for v in self.versions() for w in v.workers if w.pid] + [w.pid for _, w in self.retiring if w.pid]
         for pid in pids:
             self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
@@ -406,8 +729,9 @@ def describe_exit(status: int) -> str:
 
 def preload_worker_modules() -> None:
     """Import what every worker needs before any fork, so workers share it."""
-    import hookserve.handlers.base_handler  # noqa: F401
     import torch  # noqa: F401
+
+    import hookserve.handlers.base_handler  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,10 @@
 Routes come from the manager's ``routes.json`` (re-read when its mtime changes). Each
 frontend keeps one connection per worker, multiplexes its requests on it, and sends a new
 request to the ready worker with the fewest requests in flight from this frontend.
+
+A worker tells which requests it has started. When a worker goes away (crash, scale-down,
+unregister), its started requests fail with a clear 5xx and the others are sent again to a
+ready worker, so nothing accepted is lost and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -10,32 +14,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from hookserve.errors import (
-    HookserveError,
-    ModelNotFound,
-    ServiceUnavailable,
-    WorkerDied,
-)
-from hookserve.protocol import (
-    Reply,
-    WorkRequest,
-    decode_reply,
-    encode_request,
-    read_frame,
-)
+
+from hookserve.control import call_manager
+from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
+from hookserve.protocol import Reply, WorkRequest, decode_worker_frame, encode_notice, encode_request, read_frame
 
 log = logging.getLogger("hookserve.frontend")
 
 ROUTES_FILE = "routes.json"
+# How often a request waiting for a ready worker looks at the routes again.
+WAIT_FOR_WORKER_S = 0.02
 
 
 class ResponseTimeout(HookserveError):
     code = 504
     type = "ResponseTimeoutException"
+
+
+class NotStarted(Exception):
+    """The worker went away before starting this request: it can go to another worker."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,22 @@ class VersionRoute:
         return float(self.info["response_timeout_s"])
 
 
+class Pending:
+    __slots__ = ("future", "started")
+
+    def __init__(self, future: asyncio.Future):
+        self.future = future
+        self.started = False
+
+
 class WorkerConnection:
     """One multiplexed connection to one worker socket."""
 
     def __init__(self, socket_path: str):
         self.socket_path = socket_path
-        self.pending: dict[str, asyncio.Future[Reply]] = {}
+        self.pending: dict[str, Pending] = {}
         self._writer: asyncio.StreamWriter | None = None
-        self._connecting: asyncio.Task | None = None
+        self._connecting: asyncio.Future | None = None
         self.closed = False
 
     @property
@@ -74,56 +84,68 @@ class WorkerConnection:
             self._connecting = asyncio.ensure_future(asyncio.open_unix_connection(self.socket_path))
         try:
             reader, writer = await asyncio.shield(self._connecting)
-        except OSError as exc:
-            self._connecting = None
-            raise ServiceUnavailable(f"worker socket {self.socket_path} is not reachable: {exc.strerror}") from None
+        except OSError:
+            self.closed = True
+            raise NotStarted() from None
         if self._writer is None:
             self._writer = writer
             asyncio.ensure_future(self._read_replies(reader))
         return self._writer
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        pending = self.pending
         try:
             while True:
-                meta, payload = await read_frame(reader)
-                reply = decode_reply(meta, payload)
-                future = self.pending.pop(reply.id, None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+                frame = decode_worker_frame(*await read_frame(reader))
+                if isinstance(frame, Reply):
+                    entry = pending.pop(frame.id, None)
+                    if entry is not None and not entry.future.done():
+                        entry.future.set_result(frame)
+                else:
+                    for request_id in frame:
+                        entry = pending.get(request_id)
+                        if entry is not None:
+                            entry.started = True
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        self.close(WorkerDied("the model worker died while handling the request"))
+        self.close()
 
-    def close(self, error: HookserveError) -> None:
+    def close(self) -> None:
         self.closed = True
         if self._writer is not None:
             self._writer.close()
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(error)
+        for entry in self.pending.values():
+            if not entry.future.done():
+                entry.future.set_exception(
+                    WorkerDied("the model worker died while handling the request") if entry.started else NotStarted()
+                )
         self.pending.clear()
 
     async def send(self, request: WorkRequest, timeout: float) -> Reply:
         writer = await self._ensure_connected()
-        future = asyncio.get_running_loop().create_future()
-        self.pending[request.id] = future
+        if self.closed:
+            raise NotStarted()
+        entry = self.pending[request.id] = Pending(asyncio.get_running_loop().create_future())
         writer.writelines(encode_request(request))
         try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+            return await asyncio.wait_for(entry.future, timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
             self.pending.pop(request.id, None)
-            raise ResponseTimeout(f"the model did not answer within responseTimeout={timeout:g}s") from None
-        except asyncio.CancelledError:
-            self.pending.pop(request.id, None)
+            if not self.closed:
+                # the worker drops it if it has not started it yet (client gone, or timed out)
+                writer.writelines(encode_notice({"cancel": request.id}))
             raise
 
 
 class ModelClient:
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, job_queue_size: int = 100):
+        self.run_dir = run_dir
         self.routes_path = Path(run_dir) / ROUTES_FILE
         self.routes: dict = {"models": {}, "failed": {}}
         self._mtime_ns = -1
         self.connections: dict[str, WorkerConnection] = {}
+        self.job_queue_size = job_queue_size
+        self.queued: Counter[tuple[str, str]] = Counter()
 
     def refresh(self) -> dict:
         try:
@@ -144,7 +166,7 @@ class ModelClient:
         number = version or entry["default"]
         info = entry["versions"].get(number)
         if info is None:
-            raise ModelNotFound(f"Model version {number} not found for model {model}")
+            raise ModelNotFound(f"Model version: {number} does not exist for model: {model}")
         return VersionRoute(model, number, info)
 
     def _connection(self, socket_path: str) -> WorkerConnection:
@@ -155,11 +177,46 @@ class ModelClient:
 
     async def submit(self, model: str, version: str | None, request: WorkRequest) -> Reply:
         route = self.resolve(model, version)
-        sockets = route.ready_sockets
-        if not sockets:
-            raise ServiceUnavailable(f"Model {model} version {route.version} has no worker ready")
-        connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
-        return await connection.send(request, route.response_timeout_s)
+        key = (model, route.version)
+        if self.queued[key] >= self.job_queue_size:
+            raise ServiceUnavailable(
+                f"Model {model} version {route.version} has {self.queued[key]} requests queued "
+                f"(job_queue_size={self.job_queue_size}); try again later"
+            )
+        self.queued[key] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + route.response_timeout_s
+        try:
+            while True:
+                route = self.resolve(model, version)
+                sockets = route.ready_sockets
+                if not sockets:
+                    if loop.time() >= deadline:
+                        raise ServiceUnavailable(f"Model {model} version {route.version} has no worker ready")
+                    await asyncio.sleep(WAIT_FOR_WORKER_S)
+                    continue
+                connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
+                try:
+                    return await connection.send(request, max(0.0, deadline - loop.time()))
+                except NotStarted:
+                    continue
+                except asyncio.TimeoutError:
+                    asyncio.ensure_future(self._replace_worker(connection.socket_path))
+                    raise ResponseTimeout(
+                        f"Model {model} version {route.version} did not answer within "
+                        f"responseTimeout={route.response_timeout_s:g}s; its worker is being replaced"
+                    ) from None
+        finally:
+            self.queued[key] -= 1
+
+    async def _replace_worker(self, socket_path: str) -> None:
+        try:
+            await call_manager(self.run_dir, {"op": "worker_timeout", "socket": socket_path}, timeout=10)
+        except HookserveError as exc:
+            log.error("could not ask the manager to replace worker %s: %s", socket_path, exc.message)
+
+    def pending_for(self, model: str, version: str) -> int:
+        return self.queued[(model, version)]
 
     def health(self) -> tuple[bool, list[str]]:
         """Healthy when every model version has at least its minimum of ready workers."""

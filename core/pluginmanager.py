@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+
 from hookserve import hookspecs
 from hookserve.errors import PluginError
 from hookserve.plugin_types import DeviceRequest, HandlerClass, Routes

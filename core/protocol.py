@@ -12,6 +12,11 @@ error reply also has ``"error": {"code", "type", "message"}``.
 
 Many requests are in flight on one connection at once; replies carry the request id and
 may come back in any order.
+
+Two notices travel with an empty payload: the worker sends ``{"started": [ids]}`` when a
+batch begins (a request not yet started when its worker goes away is safe to send to
+another worker), and the frontend sends ``{"cancel": id}`` when a client has gone away
+(the worker drops that request if it has not started it).
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ def decode_request(meta: bytes, payload: bytes) -> WorkRequest:
     fields, offset = [], 0
     view = memoryview(payload)
     for name, content_type, length in info["fields"]:
-        fields.append(Field(name, content_type, bytes(view[offset : offset + length])))
+        # a lone field (the usual raw body) is the payload itself: no copy
+        data = payload if length == len(payload) else bytes(view[offset : offset + length])
+        fields.append(Field(name, content_type, data))
         offset += length
     return WorkRequest(info["id"], info["kind"], info["headers"], fields)
 
@@ -82,11 +89,27 @@ def encode_reply(reply: Reply) -> list[bytes]:
     return [FRAME_HEADER.pack(len(data), len(reply.body)), data, reply.body]
 
 
-def decode_reply(meta: bytes, payload: bytes) -> Reply:
+def encode_notice(notice: dict) -> list[bytes]:
+    data = orjson.dumps(notice)
+    return [FRAME_HEADER.pack(len(data), 0), data]
+
+
+def decode_worker_frame(meta: bytes, payload: bytes) -> Reply | list[str]:
+    """A reply, or the ids of a ``started`` notice."""
     info = orjson.loads(meta)
+    started = info.get("started")
+    if started is not None:
+        return started
     return Reply(
         info["id"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
     )
+
+
+def decode_frontend_frame(meta: bytes, payload: bytes) -> WorkRequest | str:
+    """A request, or the id of a ``cancel`` notice."""
+    if meta.startswith(b'{"cancel"'):
+        return orjson.loads(meta)["cancel"]
+    return decode_request(meta, payload)
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:

@@ -17,6 +17,7 @@ import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
 from hookserve.config import RUN_DIR_ENV, ServerConfig
 
 MANAGER_STOP_TIMEOUT_S = 30

@@ -11,12 +11,14 @@ import asyncio
 import collections
 import logging
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from hookserve.archive import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
@@ -26,7 +28,8 @@ from hookserve.pluginmanager import Hooks
 from hookserve.protocol import (
     Reply,
     WorkRequest,
-    decode_request,
+    decode_frontend_frame,
+    encode_notice,
     encode_reply,
     read_frame,
 )
@@ -126,7 +129,9 @@ class BatchRunner:
         try:
             outputs = self.entry.handle(rows, context)
             self._check_outputs(outputs, len(batch))
-            return [self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs, strict=False))]
+            return [
+                self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs, strict=False))
+            ]
         except Exception as exc:
             if isinstance(exc, HookserveError):
                 error = exc
@@ -162,7 +167,14 @@ class BatchRunner:
 
 
 class WorkerServer:
-    """The worker's socket side: frames in, batches out, replies back on their connection."""
+    """The worker's socket side: frames in, batches out, replies back on their connection.
+
+    On SIGTERM it stops accepting connections, finishes every request it has received
+    (and any that arrive while it drains), then closes its connections and returns.
+    """
+
+    # After the queue runs dry while draining, wait this long for frames still on the way.
+    DRAIN_QUIET_S = 0.1
 
     def __init__(self, runner: BatchRunner, batch_size: int, max_batch_delay_ms: int):
         self.runner = runner
@@ -170,26 +182,59 @@ class WorkerServer:
         self.max_batch_delay = max_batch_delay_ms / 1000.0
         self.queue: collections.deque[tuple[asyncio.StreamWriter, WorkRequest]] = collections.deque()
         self.arrived = asyncio.Event()
+        self.draining = False
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
         server = await asyncio.start_unix_server(self._on_connection, path=socket_path)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._drain, server)
         on_ready()
-        async with server:
-            await self._batch_loop()
-
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                meta, payload = await read_frame(reader)
-                self.queue.append((writer, decode_request(meta, payload)))
-                self.arrived.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        await self._batch_loop()
+        for writer in list(self.writers):
             writer.close()
 
+    def _drain(self, server: asyncio.AbstractServer) -> None:
+        self.draining = True
+        server.close()
+        self.arrived.set()
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while True:
+                frame = decode_frontend_frame(*await read_frame(reader))
+                if isinstance(frame, str):
+                    self._cancel(frame)
+                    continue
+                self.queue.append((writer, frame))
+                self.arrived.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.writers.discard(writer)
+            writer.close()
+
+    def _cancel(self, request_id: str) -> None:
+        for entry in self.queue:
+            if entry[1].id == request_id:
+                self.queue.remove(entry)
+                return
+
+    async def _wait_for_arrival(self, timeout: float | None) -> bool:
+        self.arrived.clear()
+        try:
+            await asyncio.wait_for(self.arrived.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def _next_batch(self) -> list[tuple[asyncio.StreamWriter, WorkRequest]]:
+        """The next batch, or an empty list when a drain has finished."""
         while not self.queue:
-            self.arrived.clear()
-            await self.arrived.wait()
+            if self.draining:
+                if not await self._wait_for_arrival(self.DRAIN_QUIET_S) and not self.queue:
+                    return []
+                continue
+            await self._wait_for_arrival(None)
         kind = self.queue[0][1].kind
         batch = [self.queue.popleft()]
         deadline = time.monotonic() + self.max_batch_delay
@@ -198,22 +243,28 @@ class WorkerServer:
                 batch.append(self.queue.popleft())
                 continue
             remaining = deadline - time.monotonic()
-            if self.queue or remaining <= 0:
-                break
-            self.arrived.clear()
-            try:
-                await asyncio.wait_for(self.arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            if self.queue or remaining <= 0 or not await self._wait_for_arrival(remaining):
                 break
         return batch
 
+    @staticmethod
+    def _announce(batch: list[tuple[asyncio.StreamWriter, WorkRequest]]) -> None:
+        by_writer: dict[asyncio.StreamWriter, list[str]] = {}
+        for writer, request in batch:
+            by_writer.setdefault(writer, []).append(request.id)
+        for writer, ids in by_writer.items():
+            if not writer.is_closing():
+                writer.writelines(encode_notice({"started": ids}))
+
     async def _batch_loop(self) -> None:
-        while True:
-            batch = await self._next_batch()
+        while batch := await self._next_batch():
+            self._announce(batch)
             replies = self.runner.run([request for _, request in batch])
-            for (writer, _), reply in zip(batch, replies, strict=False):
+            for (writer, _), reply in zip(batch, replies, strict=True):
                 if not writer.is_closing():
                     writer.writelines(encode_reply(reply))
+            # let the replies go out and new frames come in before the next batch
+            await asyncio.sleep(0)
 
 
 def load_model(

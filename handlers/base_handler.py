@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+
 from hookserve.handlers.label_mapping import load_label_mapping
 from hookserve.plugins.loader import load_eager, load_torchscript
 

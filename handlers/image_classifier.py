@@ -14,9 +14,10 @@ import io
 from typing import Any
 
 import torch
+from PIL import Image
+
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.label_mapping import map_class_to_label
-from PIL import Image
 
 RESIZE = 256
 CROP = 224

@@ -57,6 +57,9 @@ def map_class_to_label(
     if lbl_classes is None:
         lbl_classes = itertools.repeat(range(len(probs[0])), len(probs)) if probs else ()
     return [
-        {(mapping[str(cls)] if mapping is not None else str(cls)): prob for cls, prob in zip(classes, row, strict=False)}
+        {
+            (mapping[str(cls)] if mapping is not None else str(cls)): prob
+            for cls, prob in zip(classes, row, strict=False)
+        }
         for classes, row in zip(lbl_classes, probs, strict=False)
     ]

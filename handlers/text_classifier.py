@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import torch
+
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.label_mapping import map_class_to_label
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 import torch
+
 from hookserve.cli import main as hookserve_main
 from hookserve.demo.model import MLP
 

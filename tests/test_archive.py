@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from hookserve.archive import ArchiveOptions, ModelArchive, open_archive, write_archive
 from hookserve.archiver import add_archive_arguments, run_archive
 from hookserve.errors import ArchiveError

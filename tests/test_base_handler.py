@@ -8,6 +8,7 @@ from pathlib import Path
 import pluggy
 import pytest
 import torch
+
 from helpers import folder_archive
 from hookserve.archive import ModelArchive
 from hookserve.context import Context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hookserve.cli import serve_config
 from hookserve.config import DEFAULT_MAX_REQUEST_SIZE, ServerConfig, parse_address
 from hookserve.errors import ConfigError

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from helpers import Server, archive, mlp_archive
 
 EXAMPLE_SOURCE = "hookserve-example 0.1.0"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from helpers import Server, free_port, mlp_archive, process_group_pids
 
 SAMPLE = [0.5] * 64

@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 import requests
+
 from helpers import Server, archive, mlp_archive, mlp_expected
 
 FUNCTION_HANDLER = """

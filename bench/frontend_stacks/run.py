@@ -48,20 +48,41 @@ COMMON = ["--keep-alive", "75", "--graceful-timeout", "30", "--no-control-socket
 STACKS = {
     "asgi-1": ("gunicorn asgi, 1 worker (= hookserve serve)", None, {}),
     "asgi-2": ("gunicorn asgi, 2 workers", ["-k", "asgi", "--asgi-loop", "asyncio", "-w", "2", APP], {}),
-    "asgi-1-uvloop": ("gunicorn asgi + uvloop, 1 worker",
-                      ["-k", "asgi", "--asgi-loop", "uvloop", "-w", "1", APP], {"PYTHONPATH": UVLOOP_PATH}),
-    "uvicorn-1": ("gunicorn + uvicorn.workers.UvicornWorker (h11, asyncio), 1 worker",
-                  ["-k", "uvicorn.workers.UvicornWorker", "-w", "1", APP], {}),
-    "uvicorn-2": ("gunicorn + uvicorn.workers.UvicornWorker (h11, asyncio), 2 workers",
-                  ["-k", "uvicorn.workers.UvicornWorker", "-w", "2", APP], {}),
-    "gthread-1x8": ("WSGI prototype, gunicorn gthread 1 worker x 8 threads",
-                    ["-k", "gthread", "-w", "1", "--threads", "8", "--chdir", str(HERE), "wsgi_frontend:create_app()"], {}),
-    "gthread-1x32": ("WSGI prototype, gunicorn gthread 1 worker x 32 threads",
-                     ["-k", "gthread", "-w", "1", "--threads", "32", "--chdir", str(HERE), "wsgi_frontend:create_app()"], {}),
-    "gthread-2x16": ("WSGI prototype, gunicorn gthread 2 workers x 16 threads",
-                     ["-k", "gthread", "-w", "2", "--threads", "16", "--chdir", str(HERE), "wsgi_frontend:create_app()"], {}),
-    "sync-5": ("WSGI prototype, gunicorn sync 5 workers (no keep-alive)",
-               ["-k", "sync", "-w", "5", "--chdir", str(HERE), "wsgi_frontend:create_app()"], {}),
+    "asgi-1-uvloop": (
+        "gunicorn asgi + uvloop, 1 worker",
+        ["-k", "asgi", "--asgi-loop", "uvloop", "-w", "1", APP],
+        {"PYTHONPATH": UVLOOP_PATH},
+    ),
+    "uvicorn-1": (
+        "gunicorn + uvicorn.workers.UvicornWorker (h11, asyncio), 1 worker",
+        ["-k", "uvicorn.workers.UvicornWorker", "-w", "1", APP],
+        {},
+    ),
+    "uvicorn-2": (
+        "gunicorn + uvicorn.workers.UvicornWorker (h11, asyncio), 2 workers",
+        ["-k", "uvicorn.workers.UvicornWorker", "-w", "2", APP],
+        {},
+    ),
+    "gthread-1x8": (
+        "WSGI prototype, gunicorn gthread 1 worker x 8 threads",
+        ["-k", "gthread", "-w", "1", "--threads", "8", "--chdir", str(HERE), "wsgi_frontend:create_app()"],
+        {},
+    ),
+    "gthread-1x32": (
+        "WSGI prototype, gunicorn gthread 1 worker x 32 threads",
+        ["-k", "gthread", "-w", "1", "--threads", "32", "--chdir", str(HERE), "wsgi_frontend:create_app()"],
+        {},
+    ),
+    "gthread-2x16": (
+        "WSGI prototype, gunicorn gthread 2 workers x 16 threads",
+        ["-k", "gthread", "-w", "2", "--threads", "16", "--chdir", str(HERE), "wsgi_frontend:create_app()"],
+        {},
+    ),
+    "sync-5": (
+        "WSGI prototype, gunicorn sync 5 workers (no keep-alive)",
+        ["-k", "sync", "-w", "5", "--chdir", str(HERE), "wsgi_frontend:create_app()"],
+        {},
+    ),
 }
 DEFAULT_STACKS = "asgi-1,asgi-2,asgi-1-uvloop,uvicorn-1,gthread-1x8,gthread-1x32,gthread-2x16,sync-5"
 
@@ -80,8 +101,12 @@ def free_port() -> int:
 
 def start(cmd: list[str], logfile: Path, env: dict | None = None) -> subprocess.Popen:
     out = open(logfile, "ab")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            start_new_session=True)  # own process group: pgid == pid
+    merged = {**os.environ, **(env or {})}
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):
+        merged["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + os.environ["PYTHONPATH"]
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, env=merged, start_new_session=True
+    )  # own process group: pgid == pid
     out.close()
     STARTED.append(proc)
     log(f"started pid {proc.pid}: {' '.join(cmd)}")
@@ -149,34 +174,99 @@ def check_replies(url: str, work: Path) -> dict:
     expected = json.loads((work / "sample_expected.json").read_text())
     got = json.loads(data) if status == 200 else {}
     one = status == 200 and got.get("class") == expected["class"]
-    r = subprocess.run([sys.executable, str(BENCH / "check_server.py"), url, str(work / "samples_check.json"),
-                        "--concurrency", "8", "--rounds", "1"], capture_output=True, text=True, timeout=120)
-    result = {"sample_class": got.get("class"), "expected_class": expected["class"], "sample_ok": one,
-              "check_server_ok": r.returncode == 0, "check_server": (r.stdout.strip().splitlines() or [""])[-1]}
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "check_server.py"),
+            url,
+            str(work / "samples_check.json"),
+            "--concurrency",
+            "8",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = {
+        "sample_class": got.get("class"),
+        "expected_class": expected["class"],
+        "sample_ok": one,
+        "check_server_ok": r.returncode == 0,
+        "check_server": (r.stdout.strip().splitlines() or [""])[-1],
+    }
     log(f"check {url}: {result}")
     return result
 
 
 def run_load(url: str, conc: int, args, work: Path, label: str) -> dict:
     env = {**os.environ, "WARMUP_S": str(args.warmup), "DRAIN_S": str(args.drain)}
-    r = subprocess.run([str(BENCH / "load.sh"), url, str(conc), str(args.duration), str(work / "sample.json"), label],
-                       capture_output=True, text=True, env=env, timeout=args.duration + args.warmup + 120)
+    r = subprocess.run(
+        [str(BENCH / "load.sh"), url, str(conc), str(args.duration), str(work / "sample.json"), label],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=args.duration + args.warmup + 120,
+    )
     if r.returncode != 0:
         log(f"load.sh failed ({r.returncode}): {r.stderr[-2000:]}")
         return {"label": label, "concurrency": conc, "failed": True, "stderr": r.stderr[-500:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def build(work: Path) -> Path:
-    subprocess.run([str(VENV_BIN / "python"), str(BENCH / "make_models.py"), str(work), "--no-mar"],
-                   check=True, stdout=subprocess.DEVNULL)
+def snapshot(rev: str, dest: Path) -> str:
+    """hookserve as committed at ``rev`` (others edit the working tree while this runs), laid out as
+    the installed package (core -> hookserve, plugins -> hookserve.plugins, handlers -> hookserve.handlers),
+    to be put first on PYTHONPATH (ahead of the venv's editable finder). ``rev`` "worktree": no snapshot."""
+    if rev == "worktree":
+        return ""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    raw = dest / "raw"
+    shutil.rmtree(dest, ignore_errors=True)
+    raw.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "core", "plugins", "handlers"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(raw)], input=archive, check=True)
+    shutil.move(str(raw / "core"), str(dest / "hookserve"))
+    shutil.move(str(raw / "plugins"), str(dest / "hookserve" / "plugins"))
+    shutil.move(str(raw / "handlers"), str(dest / "hookserve" / "handlers"))
+    raw.rmdir()
+    return commit
+
+
+def build(work: Path, src: Path) -> Path:
+    subprocess.run(
+        [str(VENV_BIN / "python"), str(BENCH / "make_models.py"), str(work), "--no-mar"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     store = work / "store"
     store.mkdir(exist_ok=True)
-    subprocess.run([str(VENV_BIN / "hookserve"), "archive", "--model-name", "mlp", "--version", "1.0",
-                    "--model-file", str(REPO / "core/demo/model.py"),
-                    "--serialized-file", str(work / "artifacts/mlp_state.pt"),
-                    "--handler", str(REPO / "core/demo/handler.py"), "--export-path", str(store), "--force"],
-                   check=True)
+    subprocess.run(
+        [
+            str(VENV_BIN / "hookserve"),
+            "archive",
+            "--model-name",
+            "mlp",
+            "--version",
+            "1.0",
+            "--model-file",
+            str(src / "demo/model.py"),
+            "--serialized-file",
+            str(work / "artifacts/mlp_state.pt"),
+            "--handler",
+            str(src / "demo/handler.py"),
+            "--export-path",
+            str(store),
+            "--force",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return store
 
 
@@ -188,13 +278,50 @@ def find_run_dir(tmpdir: Path, port: int) -> str:
     raise RuntimeError(f"no hookserve-* run folder with inference port {port} under {tmpdir}")
 
 
+def measure_stack(stack, p, serve_port, run_dir, body, work, logs, runs, concs, args, rows, checks) -> None:
+    """Start the stack's frontend (unless it is the serve's own), check replies, run the ladder, stop it."""
+    desc, gargs, env = STACKS[stack]
+    proc = None
+    port = serve_port
+    if gargs is not None:
+        port = free_port()
+        proc = start(
+            [str(VENV_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", *COMMON, *gargs],
+            logs / f"{stack}.log",
+            env={"HOOKSERVE_RUN_DIR": run_dir, **env},
+        )
+    url = f"http://127.0.0.1:{port}/predictions/mlp"
+    try:
+        if proc is not None:
+            wait_ready(url, body, proc, 60)
+        checks.setdefault(stack, []).append({"pass": p, **check_replies(url, work)})
+        for c in concs:
+            t0 = time.time()
+            r = run_load(url, c, args, work, stack)
+            r.update(stack=stack, description=desc, **{"pass": p}, wall_s=round(time.time() - t0, 1))
+            rows.append(r)
+            with open(runs, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            log(
+                f"pass {p} {stack} c={c}: {r.get('rps', 0):.0f} req/s p50 {r.get('p50_ms')} "
+                f"p99 {r.get('p99_ms')} errors {r.get('errors')}"
+            )
+    finally:
+        if proc is not None:
+            stop(proc)
+
+
 def fmt(v, nd=1):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
 def write_table(rows: list[dict], out: Path, stacks: list[str], concs: list[int], passes: int) -> str:
-    lines = ["| stack | conc | " + " | ".join(f"pass {p}: req/s, p50, p99 ms, err" for p in range(1, passes + 1))
-             + " | mean req/s |", "|---|---:|" + "---|" * passes + "---:|"]
+    lines = [
+        "| stack | conc | "
+        + " | ".join(f"pass {p}: req/s, p50, p99 ms, err" for p in range(1, passes + 1))
+        + " | mean req/s |",
+        "|---|---:|" + "---|" * passes + "---:|",
+    ]
     for stack in stacks:
         for c in concs:
             cells, rps = [], []
@@ -221,14 +348,17 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--stacks", default=DEFAULT_STACKS)
     ap.add_argument("--concurrencies", default="1,8,64")
+    ap.add_argument("--rev", default="HEAD", help="hookserve commit to measure (git archive), or 'worktree'")
     args = ap.parse_args()
     stacks = args.stacks.split(",")
     for s in stacks:
         if s not in STACKS:
             sys.exit(f"unknown stack {s}; known: {', '.join(STACKS)}")
     if "asgi-1-uvloop" in stacks and not Path(UVLOOP_PATH, "uvloop").is_dir():
-        sys.exit(f"asgi-1-uvloop needs uvloop in {UVLOOP_PATH}: "
-                 f"{VENV_BIN}/python -m pip install --target {UVLOOP_PATH} uvloop (or drop the stack)")
+        sys.exit(
+            f"asgi-1-uvloop needs uvloop in {UVLOOP_PATH}: "
+            f"{VENV_BIN}/python -m pip install --target {UVLOOP_PATH} uvloop (or drop the stack)"
+        )
     concs = [int(c) for c in args.concurrencies.split(",")]
     out = Path(args.out or tempfile.mkdtemp(prefix="frontend-stacks-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -249,59 +379,79 @@ def main() -> int:
     rows: list[dict] = []
     serve = None
     try:
-        store = build(work)
+        commit = snapshot(args.rev, out / "src")
+        if commit:
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(out / "src"), os.environ.get("PYTHONPATH")]))
+        imported = subprocess.run(
+            [str(VENV_BIN / "python"), "-c", "import hookserve; print(hookserve.__file__)"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        log(f"hookserve {commit or 'working tree'} from {imported}")
+        src = Path(imported).parent
+        store = build(work, src)
         body = (work / "sample.json").read_bytes()
         port, mport, xport = free_port(), free_port(), free_port()
-        serve = start([str(VENV_BIN / "hookserve"), "serve", "--model-store", str(store), "--models", "mlp=mlp.mar",
-                       "--workers", "2", "--torch-threads", "1", "--frontend-workers", "1",
-                       "--inference-address", f"127.0.0.1:{port}", "--management-address", f"127.0.0.1:{mport}",
-                       "--metrics-address", f"127.0.0.1:{xport}"],
-                      logs / "serve.log", env={"TMPDIR": str(tmpdir)})
+        serve = start(
+            [
+                str(VENV_BIN / "hookserve"),
+                "serve",
+                "--model-store",
+                str(store),
+                "--models",
+                "mlp=mlp.mar",
+                "--workers",
+                "2",
+                "--torch-threads",
+                "1",
+                "--frontend-workers",
+                "1",
+                "--inference-address",
+                f"127.0.0.1:{port}",
+                "--management-address",
+                f"127.0.0.1:{mport}",
+                "--metrics-address",
+                f"127.0.0.1:{xport}",
+            ],
+            logs / "serve.log",
+            env={"TMPDIR": str(tmpdir)},
+        )
         ready_s = wait_ready(f"http://127.0.0.1:{port}/predictions/mlp", body, serve, 180)
         run_dir = find_run_dir(tmpdir, port)
         log(f"hookserve serve ready in {ready_s:.1f}s on {port}; run dir {run_dir}")
         routes = json.loads(Path(run_dir, "routes.json").read_text())
         workers = [w["pid"] for v in routes["models"]["mlp"]["versions"].values() for w in v["workers"]]
-        meta = {"serve_port": port, "run_dir": run_dir, "model_worker_pids": workers, "args": vars(args),
-                "nproc": os.cpu_count()}
-        checks = {}
+        meta = {
+            "commit": commit or "worktree",
+            "hookserve_from": imported,
+            "serve_port": port,
+            "run_dir": run_dir,
+            "model_worker_pids": workers,
+            "args": vars(args),
+            "nproc": os.cpu_count(),
+        }
+        checks: dict[str, list] = {}
         for p in range(1, args.passes + 1):
-            for stack in (stacks if p % 2 else list(reversed(stacks))):
-                desc, gargs, env = STACKS[stack]
-                proc = None
-                if gargs is None:
-                    sport = port
-                else:
-                    sport = free_port()
-                    proc = start([str(VENV_BIN / "gunicorn"), "-b", f"127.0.0.1:{sport}", *COMMON, *gargs],
-                                 logs / f"{stack}.log", env={"HOOKSERVE_RUN_DIR": run_dir, **env})
-                url = f"http://127.0.0.1:{sport}/predictions/mlp"
+            for stack in stacks if p % 2 else list(reversed(stacks)):
                 try:
-                    if proc is not None:
-                        wait_ready(url, body, proc, 60)
-                    checks.setdefault(stack, []).append(check_replies(url, work))
-                    for c in concs:
-                        t0 = time.time()
-                        r = run_load(url, c, args, work, stack)
-                        r.update(stack=stack, description=desc, **{"pass": p}, wall_s=round(time.time() - t0, 1))
-                        rows.append(r)
-                        with open(runs, "a") as f:
-                            f.write(json.dumps(r) + "\n")
-                        log(f"pass {p} {stack} c={c}: {r.get('rps', 0):.0f} req/s p50 {r.get('p50_ms')} "
-                            f"p99 {r.get('p99_ms')} errors {r.get('errors')}")
-                finally:
-                    if proc is not None:
-                        stop(proc)
+                    measure_stack(stack, p, port, run_dir, body, work, logs, runs, concs, args, rows, checks)
+                except RuntimeError as exc:
+                    log(f"pass {p} {stack} failed: {exc}")
+                    checks.setdefault(stack, []).append({"pass": p, "failed": str(exc)})
         # the model workers must be the same ones at the end (no restart in between)
         routes = json.loads(Path(run_dir, "routes.json").read_text())
-        meta["model_worker_pids_end"] = [w["pid"] for v in routes["models"]["mlp"]["versions"].values()
-                                         for w in v["workers"]]
+        meta["model_worker_pids_end"] = [
+            w["pid"] for v in routes["models"]["mlp"]["versions"].values() for w in v["workers"]
+        ]
         meta["checks"] = checks
         meta["total_s"] = round(time.time() - t_start, 1)
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
         print(write_table(rows, out, stacks, concs, args.passes))
-        log(f"done in {meta['total_s']}s; same model workers throughout: "
-            f"{meta['model_worker_pids'] == meta['model_worker_pids_end']}")
+        log(
+            f"done in {meta['total_s']}s; same model workers throughout: "
+            f"{meta['model_worker_pids'] == meta['model_worker_pids_end']}"
+        )
     except KeyboardInterrupt:
         log("interrupted")
         return 130

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import falcon
 import orjson
-
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError, ModelNotFound, RequestTooLarge, ServiceUnavailable, WorkerDied
 from hookserve.plugins.http.bodies import body_fields, query_fields
@@ -100,7 +99,7 @@ class SyncModelClient:
                 payload = reader.read(payload_len) if payload_len else b""
                 if len(meta) < meta_len or len(payload) < payload_len:
                     raise ConnectionError("worker closed the connection")
-            except socket.timeout:
+            except TimeoutError:
                 self._drop(path)  # a late reply must not be read by the next request
                 raise ResponseTimeout(f"the model did not answer within {info['response_timeout_s']}s") from None
             except OSError:

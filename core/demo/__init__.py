@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+
 from hookserve.archive import ArchiveOptions, write_archive
 from hookserve.config import ServerConfig
 from hookserve.demo.model import MLP

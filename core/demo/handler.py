@@ -1,6 +1,7 @@
 """The demo handler: a JSON list of 64 numbers in, ``{"class", "scores"}`` out, batched."""
 
 import torch
+
 from hookserve.handlers.base_handler import BaseHandler
 
 
@@ -11,4 +12,6 @@ class MLPHandler(BaseHandler):
 
     def postprocess(self, data):
         scores = data.float().cpu()
-        return [{"class": int(c), "scores": s} for c, s in zip(scores.argmax(dim=1).tolist(), scores.tolist(), strict=False)]
+        return [
+            {"class": int(c), "scores": s} for c, s in zip(scores.argmax(dim=1).tolist(), scores.tolist(), strict=False)
+        ]

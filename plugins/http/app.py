@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 import orjson
+
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
 from hookserve.plugin_types import Routes

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 import falcon
 import falcon.asgi
 from falcon.media.multipart import MultipartFormHandler, MultipartParseError
+
 from hookserve.errors import BadRequest, RequestTooLarge
 from hookserve.protocol import Field
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 import falcon.asgi
+
 from hookserve.config import ServerConfig
 from hookserve.model_client import ModelClient
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body

@@ -1,0 +1,1 @@
+"""``ts.utils``: the helpers TorchServe handlers import (``ts.utils.util``)."""

@@ -1,0 +1,119 @@
+"""Where a model comes from and the settings it runs with.
+
+``url`` (management API, ``--models``, snapshot) is resolved safely: a name or relative
+path must stay inside the model store; anything else (absolute paths, ``file://``,
+``http(s)://``) must match one of ``allowed_urls``. Settings are layered: API parameters
+over the archive's ``model-config.yaml`` over the server config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hookserve.archive import ModelArchive
+from hookserve.config import ServerConfig
+from hookserve.errors import HookserveError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+DOWNLOAD_TIMEOUT_S = 60
+
+
+class ManagementError(HookserveError):
+    """A management request refused with a specific status and TorchServe exception type."""
+
+    def __init__(self, code: int, type_: str, message: str):
+        super().__init__(message, code=code, type=type_)
+
+
+def validate_name(what: str, value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ManagementError(
+            400,
+            "BadRequestException",
+            f"{what} {value!r} is invalid: use letters, digits, '_', '-' and '.', starting with a letter or digit",
+        )
+    return value
+
+
+def resolve_model_url(url: str, config: ServerConfig) -> str:
+    """A local path for ``url``, downloading it into the model store when it is allowed."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        _check_allowed(url, config)
+        return _download(url, config)
+    if parts.scheme == "file":
+        _check_allowed(url, config)
+        return parts.path
+    if parts.scheme:
+        raise ManagementError(400, "BadRequestException", f"model url scheme {parts.scheme!r} is not supported")
+    path = Path(url)
+    if path.is_absolute():
+        _check_allowed(url, config)
+        return url
+    if not config.model_store:
+        raise ManagementError(
+            404, "ModelNotFoundException", f"Model not found in model store: {url} (no --model-store is set)"
+        )
+    store = Path(config.model_store).resolve()
+    candidate = (store / path).resolve()
+    if not candidate.is_relative_to(store):
+        raise ManagementError(404, "ModelNotFoundException", f"Model url {url} points outside the model store")
+    if not candidate.exists():
+        raise ManagementError(404, "ModelNotFoundException", f"Model not found in model store: {url}")
+    return str(candidate)
+
+
+def _check_allowed(url: str, config: ServerConfig) -> None:
+    if not any(re.fullmatch(pattern, url) for pattern in config.allowed_urls):
+        raise ManagementError(
+            404,
+            "ModelNotFoundException",
+            f"Model url {url} is outside the model store and matches none of allowed_urls",
+        )
+
+
+def _download(url: str, config: ServerConfig) -> str:
+    if not config.model_store:
+        raise ManagementError(400, "BadRequestException", "downloading a model needs --model-store to put it in")
+    name = os.path.basename(urlsplit(url).path)
+    if not name or not NAME_PATTERN.match(name):
+        raise ManagementError(400, "BadRequestException", f"cannot derive an archive file name from {url}")
+    target = Path(config.model_store) / name
+    if target.exists():
+        raise ManagementError(409, "ConflictStatusException", f"{name} already exists in the model store")
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise ManagementError(400, "DownloadArchiveException", f"cannot download {url}: {exc}") from None
+    return str(target)
+
+
+def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, overrides: dict) -> dict:
+    """API parameters > ``model-config.yaml`` > server config > defaults."""
+    yaml = archive.config
+
+    def pick(api_key: str, yaml_key: str, default: int) -> int:
+        value = overrides.get(api_key)
+        if value is None:
+            value = yaml.get(yaml_key, default)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ManagementError(400, "BadRequestException", f"{api_key}={value!r} is not an integer") from None
+
+    min_workers = pick("min_worker", "minWorkers", config.workers_per_model(gpu_count))
+    return {
+        "min_workers": min_workers,
+        "max_workers": max(min_workers, pick("max_worker", "maxWorkers", min_workers)),
+        "batch_size": pick("batch_size", "batchSize", config.batch_size),
+        "max_batch_delay_ms": pick("max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms),
+        "response_timeout_s": pick("response_timeout", "responseTimeout", config.response_timeout_s),
+        "startup_timeout_s": pick("startup_timeout", "startupTimeout", config.startup_timeout_s),
+    }

@@ -1,0 +1,52 @@
+"""The registry snapshot a restarted server restores: models, versions, defaults, workers.
+
+Written after every management change as a new file that is fsynced and then renamed
+over the old one, so a crash at any moment leaves either the old or the new snapshot,
+never a torn one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+log = logging.getLogger("hookserve.snapshot")
+
+SNAPSHOT_FILE = "snapshot.json"
+FORMAT_VERSION = 1
+
+
+def write_snapshot(folder: str | os.PathLike, models: dict) -> Path:
+    path = Path(folder) / SNAPSHOT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SNAPSHOT_FILE}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(orjson.dumps({"version": FORMAT_VERSION, "models": models}, option=orjson.OPT_INDENT_2))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself must reach the disk
+    finally:
+        os.close(directory)
+    return path
+
+
+def read_snapshot(folder: str | os.PathLike) -> dict | None:
+    """The snapshot's models, or None when there is none (or it is not ours)."""
+    path = Path(folder) / SNAPSHOT_FILE
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("snapshot %s cannot be read (%s); starting without it", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        log.error("snapshot %s has an unknown format; starting without it", path)
+        return None
+    return data["models"]

@@ -1,0 +1,538 @@
+"""docs/handlers.md, run: every file block is written out, every command is run, every curl is
+replayed against a real server and must give the answer the page prints under it.
+
+The page marks its examples with HTML comments: ``<!-- file: PATH -->`` before a block that
+is a file, ``<!-- run: NAME -->`` before a console block (``$ command`` lines, each followed
+by its expected output). The tests below name every block they run, and
+``test_every_example_is_run`` fails when the page gains an example no test runs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import mimetypes
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from helpers import Server, archive
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "handlers.md"
+DOC_URL = "http://127.0.0.1:8080"
+BLOCK = re.compile(r"<!-- (file|run): (\S+) -->\n```[a-z]*\n(.*?)^```", re.S | re.M)
+
+# The blocks each test runs; test_every_example_is_run checks this against the page.
+RUN_BLOCKS = {"pack", "serve", "ping", "inputs", "no-content-type", "context", "replies",
+              "plugin", "plugin-requests", "disable"}
+FILE_BLOCKS = {"inspect_handler.py", "shout.py", "tiny_model.py", "make_weights.py", "tiny_handler.py",
+               "tiny_raw.py", "model-config.yaml", "gpu-config.yaml", "hookserve-stopwatch/pyproject.toml",
+               "hookserve-stopwatch/hookserve_stopwatch/plugin.py"}
+
+# Test-only handler: shows the context and breaks the reply contract on demand.
+PROBE = '''
+    from hookserve.errors import BadRequest
+
+    def handle(data, context):
+        if data is None:
+            return None
+        command = data[0].get("body")
+        if command == "notlist":
+            return {"not": "a list"}
+        if command == "wronglen":
+            return [1, 2]
+        if command == "tensor":
+            import torch
+            return [torch.zeros(2)]
+        if command == "refuse":
+            raise BadRequest("no thanks")
+        return [{
+            "model_name": context.model_name,
+            "manifest_model": context.manifest["model"],
+            "system_properties": context.system_properties,
+            "model_yaml_config": context.model_yaml_config,
+            "request_ids": {str(k): v for k, v in context.request_ids.items()},
+            "header": context.get_request_header(0, "X-Probe"),
+            "all_headers": context.get_all_request_header(0),
+        }]
+'''
+PROBE_CONFIG = "batchSize: 3\nhandler:\n  colour: blue\n"
+
+
+# --------------------------------------------------------------------------- the page
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    env: dict[str, str]
+    expected: list[str] = field(default_factory=list)
+
+
+def doc_blocks() -> dict[tuple[str, str], str]:
+    text = DOC.read_text(encoding="utf-8")
+    blocks = {}
+    for kind, name, body in BLOCK.findall(text):
+        assert (kind, name) not in blocks, f"two blocks named {kind}: {name}"
+        blocks[kind, name] = body
+    return blocks
+
+
+def files() -> dict[str, str]:
+    return {name: body for (kind, name), body in doc_blocks().items() if kind == "file"}
+
+
+def commands(name: str) -> list[Command]:
+    """The ``$`` commands of a run block (``\\`` continues a line), with their output lines."""
+    body = doc_blocks()["run", name]
+    result: list[Command] = []
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("$ "):
+            text = line[2:]
+            while text.endswith("\\"):
+                i += 1
+                text = text[:-1] + " " + lines[i].strip()
+            words = shlex.split(text)
+            env = {}
+            while words and re.match(r"^[A-Z_]+=", words[0]):
+                key, _, value = words.pop(0).partition("=")
+                env[key] = value
+            result.append(Command(words, env))
+        else:
+            assert result, f"run block {name!r} starts with output, not a command"
+            result[-1].expected.append(line)
+        i += 1
+    return result
+
+
+def test_every_example_is_run():
+    blocks = doc_blocks()
+    assert {name for kind, name in blocks if kind == "run"} == RUN_BLOCKS
+    assert {name for kind, name in blocks if kind == "file"} == FILE_BLOCKS
+    # Every fenced block of the page is either a named example or the folder-layout picture.
+    fences = len(re.findall(r"^```[a-z]+$", DOC.read_text(encoding="utf-8"), re.M))
+    assert fences == len(blocks), "a code block without a <!-- file/run --> marker is not tested"
+
+
+# ------------------------------------------------------------------ running commands
+
+
+def cli(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hookserve.cli", *argv], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=180)
+
+
+def run_command(command: Command, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess | None:
+    """Run one non-curl, non-serve command of the page as a reader would, checking its output."""
+    argv, env = command.argv, dict(env, **command.env)
+    if argv[:2] == ["mkdir", "-p"]:
+        for folder in argv[2:]:
+            (cwd / folder).mkdir(parents=True, exist_ok=True)
+        return None
+    if argv[0] == "python":
+        result = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120)
+    elif argv[:2] == ["pip", "install"]:
+        # Into a private folder put on PYTHONPATH (never into the test environment), offline.
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+             "--target", env["SITE"], *argv[2:]], cwd=cwd, capture_output=True, text=True, timeout=300)
+    elif argv[0] == "hookserve":
+        result = cli(argv[1:], cwd, env)
+    else:
+        raise AssertionError(f"the page runs a command the test does not know: {argv}")
+    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+    if command.expected:
+        output = result.stdout.splitlines()
+        wanted = [line for line in command.expected if line != "..."]
+        if "..." in command.expected:
+            missing = [line for line in wanted if line not in output]
+            assert not missing, f"{argv}: lines {missing} not in the output:\n{result.stdout}"
+        else:
+            assert output == wanted, f"{argv}: printed\n{result.stdout}"
+    return result
+
+
+def serve_args(command: Command) -> list[str]:
+    assert command.argv[:2] == ["hookserve", "serve"], command.argv
+    return command.argv[2:]
+
+
+class DocServer(Server):
+    """helpers.Server started in the page's working folder, so its relative paths hold."""
+
+    def __init__(self, args: list[str], workdir: Path, env: dict | None = None):
+        super().__init__(args, workdir, env)
+        self.cwd = workdir
+
+    def start(self) -> DocServer:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "hookserve.cli", "serve", *self.args],
+                                            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                            start_new_session=True, cwd=self.cwd)
+        return self
+
+
+# ------------------------------------------------------------------- replaying curl
+
+
+@dataclass
+class Curl:
+    method: str
+    url: str
+    headers: dict[str, str]
+    data: bytes | None
+    files: dict | None
+    show_headers: bool
+
+
+def parse_curl(argv: list[str], cwd: Path) -> Curl:
+    assert argv[0] == "curl", argv
+    headers, data, form, url, show, method = {}, None, {}, None, False, None
+    words = iter(argv[1:])
+    for word in words:
+        if word == "-i":
+            show = True
+        elif word == "-H":
+            name, _, value = next(words).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word in ("-d", "--data", "--data-binary"):
+            value = next(words)
+            data = (cwd / value[1:]).read_bytes() if value.startswith("@") else value.encode()
+        elif word == "-F":
+            name, _, spec = next(words).partition("=")
+            spec, _, content_type = spec.partition(";type=")
+            if spec.startswith("@"):
+                path = cwd / spec[1:]
+                content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                form[name] = (path.name, path.read_bytes(), content_type)
+            else:
+                form[name] = (None, spec.encode(), content_type or None)
+        elif word == "-X":
+            method = next(words)
+        elif word.startswith("http://"):
+            url = word
+        else:
+            raise AssertionError(f"curl option {word!r} is not replayed by this test")
+    assert url and url.startswith(DOC_URL), url
+    if data is not None and not any(h.lower() == "content-type" for h in headers):
+        headers["Content-Type"] = "application/x-www-form-urlencoded"  # what curl -d sends
+    method = method or ("POST" if data is not None or form else "GET")
+    return Curl(method, url[len(DOC_URL):], headers, data, form or None, show)
+
+
+def same(actual, expected) -> bool:
+    if isinstance(expected, float) or isinstance(actual, float):
+        return isinstance(actual, (int, float)) and abs(actual - expected) <= 2e-4
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(map(same, actual, expected))
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and actual.keys() == expected.keys() and all(
+            same(actual[k], expected[k]) for k in expected)
+    return type(actual) is type(expected) and actual == expected
+
+
+def check_reply(reply: requests.Response, expected: list[str], show_headers: bool, where: str) -> None:
+    lines = list(expected)
+    code = 200
+    if show_headers:
+        status = lines.pop(0)
+        code = int(status.split()[1])
+        while lines and lines[0]:
+            name, _, value = lines.pop(0).partition(": ")
+            assert name in reply.headers, f"{where}: no header {name} in {dict(reply.headers)}"
+            if value != "...":
+                assert reply.headers[name] == value, f"{where}: {name}: {reply.headers[name]!r}"
+        lines = lines[1:]
+    assert reply.status_code == code, f"{where}: {reply.status_code} {reply.text}"
+    body = "\n".join(lines)
+    try:
+        wanted = json.loads(body)
+    except json.JSONDecodeError:
+        assert reply.text == body, f"{where}: {reply.text!r}"
+    else:
+        assert reply.headers["content-type"] == "application/json", where
+        assert same(reply.json(), wanted), f"{where}: got {reply.text}, the page says {body}"
+
+
+def replay(server: Server, block: str, cwd: Path) -> list[requests.Response]:
+    replies = []
+    for command in commands(block):
+        curl = parse_curl(command.argv, cwd)
+        reply = requests.request(curl.method, server.url(curl.url), headers=curl.headers, data=curl.data,
+                                 files=curl.files, timeout=30)
+        check_reply(reply, command.expected, curl.show_headers, f"{block}: {shlex.join(command.argv)}")
+        replies.append(reply)
+    return replies
+
+
+# ------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """The reader's folder: the page's files written out and its pack commands run."""
+    work = tmp_path_factory.mktemp("docs-handlers")
+    for name, body in files().items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(body, encoding="utf-8")
+    (work / "hookserve-stopwatch" / "hookserve_stopwatch" / "__init__.py").write_text("")  # "(empty)"
+    for command in commands("pack"):
+        run_command(command, work, {})
+    # Test-only archives next to the page's: the context probe, `file.py:fn`, a tgz archive.
+    archive(work, "probe", "probe.py", files={"probe.py": PROBE, "probe.yaml": PROBE_CONFIG},
+            flags=["--config-file", "probe.yaml"])
+    renamed = files()["inspect_handler.py"].replace("def handle(", "def other(")
+    assert "def other(" in renamed
+    archive(work, "inspect_other", "inspect_other.py:other", files={"inspect_other.py": renamed})
+    archive(work, "inspect_tgz", "inspect_handler.py", files={"inspect_handler.py": files()["inspect_handler.py"]},
+            archive_format="tgz")
+    for stray in ("store",):  # helpers.archive writes to workdir/store; move into the page's store
+        for path in (work / stray).iterdir():
+            path.rename(work / "model_store" / path.name)
+    return work
+
+
+def start(args: list[str], work: Path, extra_models: list[str] = (), env: dict | None = None) -> DocServer:
+    args = list(args)
+    if extra_models:
+        at = args.index("--models") + 1
+        while at < len(args) and not args[at].startswith("--"):
+            at += 1
+        args[at:at] = list(extra_models)
+    server = DocServer(args, work, env).start()
+    try:
+        server.wait_healthy(120)
+    except BaseException:
+        server.kill_group()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(workdir):
+    (command,) = commands("serve")
+    srv = start(serve_args(command), workdir,
+                ["probe=probe.mar", "inspect_other=inspect_other.mar", "inspect_tgz=inspect_tgz.tar.gz"])
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def plugin_env(workdir) -> dict[str, str]:
+    """The page's plugin block up to `hookserve serve`: install, list, pack `words`."""
+    site = workdir / "site"
+    env = {"SITE": str(site), "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    for command in commands("plugin"):
+        if command.argv[:2] != ["hookserve", "serve"]:
+            run_command(command, workdir, env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def plugin_server(workdir, plugin_env):
+    (command,) = [c for c in commands("plugin") if c.argv[:2] == ["hookserve", "serve"]]
+    srv = start(serve_args(command), workdir, env={"PYTHONPATH": plugin_env["PYTHONPATH"]})
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+# ----------------------------------------------------------- 1-2: forms, pack, serve
+
+
+def test_pack_writes_the_archives_the_page_names(workdir):
+    import zipfile
+
+    with zipfile.ZipFile(workdir / "model_store" / "tiny.mar") as zf:
+        manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
+        assert {"tiny_model.py", "tiny.pt", "tiny_handler.py"} <= set(zf.namelist())
+    assert manifest["model"] == {"modelName": "tiny", "serializedFile": "tiny.pt", "handler": "tiny_handler.py",
+                                 "modelFile": "tiny_model.py", "modelVersion": "1.0"}
+    with zipfile.ZipFile(workdir / "model_store" / "shout.mar") as zf:
+        assert json.loads(zf.read("MAR-INF/MANIFEST.json"))["model"]["configFile"] == "model-config.yaml"
+
+
+def test_ping(server, workdir):
+    replay(server, "ping", workdir)
+
+
+def test_inputs(server, workdir):
+    replay(server, "inputs", workdir)
+
+
+def test_curl_without_content_type_sends_a_form(server, workdir):
+    replay(server, "no-content-type", workdir)
+
+
+def test_function_named_after_the_colon_and_tgz_archives(server):
+    for model in ("inspect_other", "inspect_tgz"):
+        reply = requests.post(server.url(f"/predictions/{model}"), json=[1], timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"body": {"list": [1]}}
+
+
+def test_context_example(server, workdir):
+    replay(server, "context", workdir)
+
+
+def test_context_contents(server, workdir):
+    reply = requests.post(server.url("/predictions/probe"), json={"x": 1},
+                          headers={"X-Probe": "yes", "X-Request-Id": "probe-1"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    seen = reply.json()
+    assert seen["model_name"] == "probe"
+    assert seen["manifest_model"]["handler"] == "probe.py"
+    props = seen["system_properties"]
+    assert set(props) == {"model_dir", "gpu_id", "batch_size", "server_name", "server_version",
+                          "limit_max_image_pixels"}
+    assert props["gpu_id"] is None and props["batch_size"] == 3 and props["server_name"] == "hookserve"
+    assert Path(props["model_dir"]).name.startswith("probe")
+    assert seen["model_yaml_config"] == {"batchSize": 3, "handler": {"colour": "blue"}}
+    assert seen["request_ids"] == {"0": "probe-1"}
+    assert seen["header"] == "yes"
+    assert seen["all_headers"]["x-probe"] == "yes" and seen["all_headers"]["content-type"] == "application/json"
+
+
+def test_model_config_workers_and_batching(server, workdir):
+    config = yaml.safe_load(files()["model-config.yaml"])
+    started = re.findall(r"started worker (shout-1\.0-\d+) ", server.log())
+    assert sorted(set(started)) == [f"shout-1.0-{i}" for i in range(config["minWorkers"])]
+    assert re.findall(r"started worker (tiny-1\.0-\d+) ", server.log()) == ["tiny-1.0-0"]  # --workers 1
+
+    def shout(i: int) -> dict:
+        reply = requests.post(server.url("/predictions/shout"), data=f"r{i}",
+                              headers={"Content-Type": "text/plain", "Accept": "application/json"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(shout, range(12)))
+    assert sorted(r["text"] for r in replies) == sorted(f"R{i}!!" for i in range(12))
+    batches = [r["batch"] for r in replies]
+    assert max(batches) > 1, "concurrent requests within maxBatchDelay should share a batch"
+    assert max(batches) <= config["batchSize"]
+
+
+# ------------------------------------------------------------- 4: replies and errors
+
+
+def test_replies_and_handler_errors(server, workdir):
+    replay(server, "replies", workdir)
+    assert "ValueError: expected 4 numbers, got 3" in server.log() and "Traceback" in server.log()
+
+
+@pytest.mark.parametrize("command, code, message", [
+    ("notlist", 500, "handler returned dict, expected a list"),
+    ("wronglen", 500, "handler returned 2 items for a batch of 1"),
+    ("tensor", 500, "cannot be sent as JSON"),
+    ("refuse", 400, "no thanks"),
+])
+def test_reply_contract_errors(server, command, code, message):
+    reply = requests.post(server.url("/predictions/probe"), data=command, headers={"Content-Type": "text/plain"},
+                          timeout=30)
+    assert reply.status_code == code, reply.text
+    assert reply.json()["code"] == code and message in reply.json()["message"]
+
+
+def test_bad_json_body_is_400_before_the_handler(server):
+    reply = requests.post(server.url("/predictions/inspect"), data=b"{nope",
+                          headers={"Content-Type": "application/json"}, timeout=30)
+    assert reply.status_code == 400 and "not valid JSON" in reply.json()["message"]
+
+
+# ----------------------------------------------------------------------- 5: devices
+
+
+def test_gpu_round_robin_of_the_page_config():
+    from hookserve.plugin_types import DeviceRequest
+    from hookserve.pluginmanager import Hooks, create_plugin_manager
+
+    config = yaml.safe_load(files()["gpu-config.yaml"])
+    hooks = Hooks(create_plugin_manager(entry_points=False))
+
+    def devices(gpu_count: int, device_type=config["deviceType"]) -> list[str]:
+        return [hooks.select_device(request=DeviceRequest(
+            model_name="m", worker_index=i, gpu_count=gpu_count, device_type=device_type,
+            device_ids=tuple(config["deviceIds"]))) for i in range(config["minWorkers"])]
+
+    assert devices(4) == ["cuda:1", "cuda:3", "cuda:1", "cuda:3"]
+    assert devices(0) == ["cpu"] * 4
+    assert devices(4, device_type="cpu") == ["cpu"] * 4
+
+
+def test_base_handler_device_follows_gpu_id():
+    from hookserve.context import Context
+    from hookserve.handlers.base_handler import worker_device
+
+    assert str(worker_device(Context("m", "/tmp", {}, 1, None))) == "cpu"
+
+
+# ----------------------------------------------------------------------- 6: plugins
+
+
+def test_stage_wrapper_needs_the_plugin_installed(server):
+    reply = requests.post(server.url("/predictions/tiny"), json=[0.5, -1.0, 2.0, 0.0], timeout=30)
+    assert reply.status_code == 200 and "x-stopwatch-ms" not in reply.headers
+
+
+def test_plugin_requests(plugin_server, workdir):
+    replies = replay(plugin_server, "plugin-requests", workdir)
+    assert float(replies[-1].headers["x-stopwatch-ms"]) >= 0
+
+
+def test_stage_wrapper_skips_handlers_without_stages(plugin_server):
+    for model, body in (("inspect", [1]), ("tiny_raw", [0.5, -1.0, 2.0, 0.0])):
+        reply = requests.post(plugin_server.url(f"/predictions/{model}"), json=body, timeout=30)
+        assert reply.status_code == 200 and "x-stopwatch-ms" not in reply.headers, model
+
+
+def test_disable_plugin(plugin_env, workdir):
+    listed = cli(["plugins"], workdir, {"PYTHONPATH": plugin_env["PYTHONPATH"]})
+    assert "stopwatch  [hookserve-stopwatch 0.1.0]" in listed.stdout
+    for command in commands("disable"):
+        result = run_command(command, workdir, {"PYTHONPATH": plugin_env["PYTHONPATH"]})
+        assert result.stderr == "" and "stopwatch" not in result.stdout, command.argv
+        assert "gpu  [builtin]" in result.stdout
+
+
+def test_disabled_plugin_handler_name_is_not_served(plugin_env, workdir):
+    srv = start(["--model-store", "model_store", "--workers", "1", "--models", "words=words.mar", "inspect.mar",
+                 "--disable-plugin", "stopwatch"], workdir, env={"PYTHONPATH": plugin_env["PYTHONPATH"]})
+    try:
+        reply = requests.post(srv.url("/predictions/words"), data="a b", headers={"Content-Type": "text/plain"},
+                              timeout=30)
+        assert reply.status_code == 404 and "word_count" in reply.json()["message"]
+    finally:
+        srv.stop()
+
+
+def test_device_policy_hook_comes_before_the_builtin(workdir):
+    import importlib.util
+
+    from hookserve.plugin_types import DeviceRequest
+    from hookserve.pluginmanager import Hooks, create_plugin_manager
+
+    path = workdir / "hookserve-stopwatch" / "hookserve_stopwatch" / "plugin.py"
+    spec = importlib.util.spec_from_file_location("doc_stopwatch_plugin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pm = create_plugin_manager(entry_points=False)
+    pm.register(module, name="stopwatch")
+    hooks = Hooks(pm)
+    assert hooks.select_device(request=DeviceRequest(model_name="small-net", worker_index=0, gpu_count=2)) == "cpu"
+    assert hooks.select_device(request=DeviceRequest(model_name="big-net", worker_index=1, gpu_count=2)) == "cuda:1"
+    assert "word_count" in hooks.handler_classes()
