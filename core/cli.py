@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 
 from hookserve import __version__
 from hookserve.config import (
+    TOKEN_ENV,
     ModelSpec,
     ServerConfig,
     apply_ts_properties,
@@ -48,23 +51,39 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a broken third-party plugin stops the server instead of being skipped",
     )
+    parser.add_argument("--job-queue-size", type=int, default=None, help="requests queued per model (503 beyond)")
+    parser.add_argument(
+        "--allowed-urls",
+        type=lambda v: [u for u in v.split(",") if u],
+        default=None,
+        metavar="REGEX,...",
+        help="model URLs allowed beyond the model store",
+    )
+    parser.add_argument("--snapshot-dir", default=None, help="where the registry snapshot is kept")
+    parser.add_argument(
+        "--no-snapshot",
+        "--ncs",
+        dest="snapshot",
+        action="store_false",
+        default=None,
+        help="neither restore nor write the registry snapshot",
+    )
+    parser.add_argument(
+        "--management-token", default=None, help=f"bearer token for the management API (or ${TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--disable-token-auth",
+        action="store_true",
+        default=None,
+        help="allow a management API beyond loopback without a token",
+    )
+    parser.add_argument(
+        "--enable-model-api",
+        action="store_true",
+        default=None,
+        help="allow registering models while management listens beyond loopback",
+    )
     parser.add_argument("--foreground", action="store_true", help="accepted for TorchServe compatibility")
-
-
-CLI_TO_CONFIG = (
-    "model_store",
-    "inference_address",
-    "management_address",
-    "metrics_address",
-    "default_workers_per_model",
-    "frontend_workers",
-    "batch_size",
-    "max_batch_delay_ms",
-    "max_request_size",
-    "torch_threads",
-    "disabled_plugins",
-    "strict_plugins",
-)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -72,12 +91,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     config = ServerConfig()
     if args.ts_config:
         apply_ts_properties(config, read_properties(args.ts_config), args.ts_config)
-    for key in CLI_TO_CONFIG:
-        value = getattr(args, key)
-        if value is not None:
-            setattr(config, key, value)
+    # every flag whose dest is a config field; None means "not given"
+    for field in dataclasses.fields(ServerConfig):
+        value = getattr(args, field.name, None)
+        if value is not None and field.name != "models":
+            setattr(config, field.name, value)
     if args.models is not None:
         config.models = [ModelSpec.parse(m) for m in args.models]
+    config.management_token = config.management_token or os.environ.get(TOKEN_ENV) or None
+    config.check_security()
     return config
 
 

@@ -7,6 +7,7 @@ folder, and read back by the model manager and by every frontend worker.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -18,7 +19,17 @@ from hookserve.errors import ConfigError
 
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 RUN_DIR_ENV = "HOOKSERVE_RUN_DIR"
+TOKEN_ENV = "HOOKSERVE_MANAGEMENT_TOKEN"
 CONFIG_FILE_NAME = "config.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -84,6 +95,15 @@ class ServerConfig:
         if self.default_workers_per_model > 0:
             return self.default_workers_per_model
         return gpu_count or os.cpu_count() or 1
+
+    def check_security(self) -> None:
+        """Refuse a management API reachable beyond loopback without a token."""
+        host, port = self.management_address
+        if not is_loopback(host) and not self.management_token and not self.disable_token_auth:
+            raise ConfigError(
+                f"management listens on {host}:{port}, beyond loopback: set a token with --management-token "
+                f"or ${TOKEN_ENV}, or pass --disable-token-auth to run it open on purpose"
+            )
 
     def snapshot_folder(self) -> Path | None:
         """Where the registry snapshot lives: ``snapshot_dir``, else per inference address."""

@@ -167,6 +167,7 @@ class ModelManager:
         self.models.setdefault(archive.name, {})[archive.version] = version
         self.defaults.setdefault(archive.name, archive.version)
         version.settings["min_workers"] = workers
+        version.settings["max_workers"] = max(version.settings["max_workers"], workers)
         self.scale_to(version, workers)
         if workers == 0:
             version.state = "READY"

@@ -46,6 +46,8 @@ class Server:
     def __init__(self, args: list[str], workdir: Path, env: dict | None = None):
         self.ports = {name: free_port() for name in ("inference", "management", "metrics")}
         self.args = list(args)
+        if not {"--snapshot-dir", "--no-snapshot", "--ncs"} & set(self.args):
+            self.args += ["--snapshot-dir", str(workdir / f"snapshot-{self.ports['inference']}")]
         for name, port in self.ports.items():
             self.args += [f"--{name}-address", f"127.0.0.1:{port}"]
         self.log_path = workdir / f"server-{self.ports['inference']}.log"

@@ -100,7 +100,7 @@ def test_ts_config_properties_are_honoured(store, tmp_path):
     )
     log = open(tmp_path / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "hookserve.cli", "serve", "--ts-config", str(properties)],
+        [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config", str(properties)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -135,7 +135,7 @@ def test_bad_ts_config_key_is_a_clear_error(tmp_path):
 def test_plain_gunicorn_with_the_config_module(store, tmp_path):
     port = free_port()
     args = (
-        f"--model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
+        f"--ncs --model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
         f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}"
     )
     log = open(tmp_path / "gunicorn.log", "wb")

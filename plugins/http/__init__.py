@@ -10,6 +10,12 @@ from hookserve.hookspecs import hookimpl
 from hookserve.plugin_types import Routes
 from hookserve.plugins.http.app import create_listener_apps
 from hookserve.plugins.http.inference import PingResource, PredictionsResource
+from hookserve.plugins.http.management import (
+    ManagementResources,
+    ModelResource,
+    ModelsResource,
+    SetDefaultResource,
+)
 
 
 @hookimpl
@@ -20,6 +26,12 @@ def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
     for prefix, resource in (("/predictions", predictions), ("/explanations", explanations)):
         routes.add("inference", prefix + "/{model_name}", resource)
         routes.add("inference", prefix + "/{model_name}/{version}", resource)
+    shared = ManagementResources(routes.models, config)
+    model = ModelResource(shared)
+    routes.add("management", "/models", ModelsResource(shared))
+    routes.add("management", "/models/{model_name}", model)
+    routes.add("management", "/models/{model_name}/{version}", model)
+    routes.add("management", "/models/{model_name}/{version}/set-default", SetDefaultResource(shared))
 
 
 @hookimpl(trylast=True)

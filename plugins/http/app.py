@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from typing import Any
@@ -39,6 +40,28 @@ class RequestIdMiddleware:
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
 
 
+class ManagementTokenMiddleware:
+    """Resources marked ``requires_token`` need ``Authorization: Bearer <token>`` when one is set."""
+
+    def __init__(self, token: str | None):
+        self.token = token
+
+    async def process_resource(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, params: dict
+    ) -> None:
+        if not self.token or not getattr(resource, "requires_token", False):
+            return
+        given = req.get_header("Authorization") or ""
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), self.token):
+            raise Unauthorized("management API token missing or wrong: send 'Authorization: Bearer <token>'")
+
+
+class Unauthorized(HookserveError):
+    code = 401
+    type = "TokenAuthorizationException"
+
+
 def error_body(code: int, type_: str, message: str) -> bytes:
     return orjson.dumps({"code": code, "type": type_, "message": message})
 
@@ -72,8 +95,8 @@ async def handle_unexpected(
     resp.data = error_body(500, "InternalServerException", f"{type(error).__name__}: {error}")
 
 
-def build_falcon_app(entries: list[tuple[str, Any, dict]]) -> falcon.asgi.App:
-    app = falcon.asgi.App(middleware=[RequestIdMiddleware()])
+def build_falcon_app(entries: list[tuple[str, Any, dict]], config: ServerConfig) -> falcon.asgi.App:
+    app = falcon.asgi.App(middleware=[RequestIdMiddleware(), ManagementTokenMiddleware(config.management_token)])
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON_HANDLER
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON_HANDLER
     app.add_error_handler(Exception, handle_unexpected)
@@ -101,5 +124,5 @@ def create_listener_apps(routes: Routes, config: ServerConfig) -> ListenerDispat
     by_port = {}
     for (_host, port), names in config.listeners().items():
         entries = [entry for name in names for entry in routes.table.get(name, [])]
-        by_port[port] = build_falcon_app(entries)
+        by_port[port] = build_falcon_app(entries, config)
     return ListenerDispatch(by_port)
