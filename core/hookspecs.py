@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hookserve.archive import ModelArchive
     from hookserve.config import ServerConfig
     from hookserve.context import Context
-    from hookserve.plugin_types import DeviceRequest, HandlerClass, Routes
+    from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes
 
 PROJECT_NAME = "hookserve"
 
@@ -119,6 +119,22 @@ def hookserve_explain(handler: Any, data: Any, raw: list[dict], context: Context
         @hookimpl
         def hookserve_explain(handler, data, raw, context):
             return IntegratedGradients(handler.model).attribute(data, target=0).tolist()
+    """
+
+
+@hookspec(firstresult=True)
+def hookserve_batcher(settings: BatchSettings) -> Batcher | None:
+    """Decide how a model worker forms batches from the requests it has received.
+
+    Called once per worker; stops at the first non-None result. The builtin ``batching``
+    plugin (``trylast``) fills up to ``batch_size`` and waits at most ``max_batch_delay``,
+    and only while replies it just sent can still bring requests back.
+
+    Example::
+
+        @hookimpl
+        def hookserve_batcher(settings):
+            return FixedDelayBatcher(settings.batch_size, settings.max_batch_delay_ms / 1000)
     """
 
 

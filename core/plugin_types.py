@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,26 @@ class Routes:
         if listener not in self.LISTENERS:
             raise ValueError(f"unknown listener {listener!r}; expected one of {self.LISTENERS}")
         self.table.setdefault(listener, []).append((uri_template, resource, kwargs))
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    model_name: str
+    batch_size: int
+    max_batch_delay_ms: int
+
+
+class Batcher(Protocol):
+    """A worker's batching policy. The worker tells it what happens and asks how long to wait.
+
+    ``wait_time`` returns 0 to run the queued requests now, or the seconds it is still worth
+    waiting for more (the worker runs the batch as soon as it is full, whatever is returned).
+    """
+
+    batch_size: int
+
+    def on_arrival(self) -> None: ...
+
+    def on_replied(self, count: int) -> None: ...
+
+    def wait_time(self, queued: int, waited: float) -> float: ...

@@ -22,7 +22,7 @@ import pluggy
 
 from hookserve import hookspecs
 from hookserve.errors import PluginError
-from hookserve.plugin_types import DeviceRequest, HandlerClass, Routes
+from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = (
     "hookserve.plugins.loader",
     "hookserve.plugins.stages",
     "hookserve.plugins.gpu",
+    "hookserve.plugins.batching",
     "hookserve.plugins.handlers",
     "hookserve.plugins.http",
 )
@@ -151,6 +152,12 @@ class Hooks:
 
     def explain(self, *, handler: Any, data: Any, raw: list, context: Any) -> Any:
         return self._hook.hookserve_explain(handler=handler, data=data, raw=raw, context=context)
+
+    def batcher(self, *, settings: BatchSettings) -> Batcher:
+        batcher = self._hook.hookserve_batcher(settings=settings)
+        if batcher is None:
+            raise PluginError("no plugin supplies a batcher (is the builtin 'batching' plugin disabled?)")
+        return batcher
 
     def select_device(self, *, request: DeviceRequest) -> str:
         return self._hook.hookserve_select_device(request=request) or "cpu"

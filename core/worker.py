@@ -24,6 +24,7 @@ from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
 from hookserve.handler_entry import HandlerEntry, resolve_handler
 from hookserve.handler_plugin import handler_plugin
+from hookserve.plugin_types import Batcher, BatchSettings
 from hookserve.pluginmanager import Hooks
 from hookserve.protocol import (
     Reply,
@@ -159,6 +160,10 @@ class BatchRunner:
             raise PredictionError(f"handler returned {len(outputs)} items for a batch of {expected} requests")
 
     def _reply(self, idx: int, request_id: str, item: Any) -> Reply:
+        if isinstance(item, BaseException):
+            # the handler failed this request alone and answered the others
+            error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
+            return error_reply(request_id, error)
         body, content_type = encode_output(item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
@@ -176,10 +181,9 @@ class WorkerServer:
     # After the queue runs dry while draining, wait this long for frames still on the way.
     DRAIN_QUIET_S = 0.1
 
-    def __init__(self, runner: BatchRunner, batch_size: int, max_batch_delay_ms: int):
+    def __init__(self, runner: BatchRunner, batcher: Batcher):
         self.runner = runner
-        self.batch_size = max(1, batch_size)
-        self.max_batch_delay = max_batch_delay_ms / 1000.0
+        self.batcher = batcher
         self.queue: collections.deque[tuple[asyncio.StreamWriter, WorkRequest]] = collections.deque()
         self.arrived = asyncio.Event()
         self.draining = False
@@ -208,6 +212,7 @@ class WorkerServer:
                     self._cancel(frame)
                     continue
                 self.queue.append((writer, frame))
+                self.batcher.on_arrival()
                 self.arrived.set()
         except (asyncio.IncompleteReadError, ConnectionError):
             self.writers.discard(writer)
@@ -235,16 +240,14 @@ class WorkerServer:
                     return []
                 continue
             await self._wait_for_arrival(None)
+        first = time.monotonic()
+        while wait := self.batcher.wait_time(len(self.queue), time.monotonic() - first):
+            if not await self._wait_for_arrival(wait):
+                break
         kind = self.queue[0][1].kind
         batch = [self.queue.popleft()]
-        deadline = time.monotonic() + self.max_batch_delay
-        while len(batch) < self.batch_size:
-            if self.queue and self.queue[0][1].kind == kind:
-                batch.append(self.queue.popleft())
-                continue
-            remaining = deadline - time.monotonic()
-            if self.queue or remaining <= 0 or not await self._wait_for_arrival(remaining):
-                break
+        while self.queue and len(batch) < self.batcher.batch_size and self.queue[0][1].kind == kind:
+            batch.append(self.queue.popleft())
         return batch
 
     @staticmethod
@@ -263,6 +266,7 @@ class WorkerServer:
             for (writer, _), reply in zip(batch, replies, strict=True):
                 if not writer.is_closing():
                     writer.writelines(encode_reply(reply))
+            self.batcher.on_replied(len(batch))
             # let the replies go out and new frames come in before the next batch
             await asyncio.sleep(0)
 
@@ -298,5 +302,6 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
 
         torch.set_num_threads(spec.torch_threads)
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
-    server = WorkerServer(BatchRunner(entry, context), spec.batch_size, spec.max_batch_delay_ms)
+    batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
+    server = WorkerServer(BatchRunner(entry, context), batcher)
     asyncio.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -153,14 +153,25 @@ def run_command(command: Command, cwd: Path, env: dict[str, str]) -> subprocess.
         raise AssertionError(f"the page runs a command the test does not know: {argv}")
     assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
     if command.expected:
-        output = result.stdout.splitlines()
-        wanted = [line for line in command.expected if line != "..."]
-        if "..." in command.expected:
-            missing = [line for line in wanted if line not in output]
-            assert not missing, f"{argv}: lines {missing} not in the output:\n{result.stdout}"
-        else:
-            assert output == wanted, f"{argv}: printed\n{result.stdout}"
+        assert matches(result.stdout.splitlines(), command.expected), f"{argv}: printed\n{result.stdout}"
     return result
+
+
+def matches(output: list[str], expected: list[str]) -> bool:
+    """``output`` is ``expected``, where a ``...`` line stands for any number of lines."""
+    if "..." not in expected:
+        return output == expected
+    pattern = r"\n".join(".*?" if line == "..." else re.escape(line) for line in expected)
+    pattern = pattern.replace(r".*?\n", r"(?:.*\n)*?").replace(r"\n.*?", r"(?:\n.*)*?")
+    return re.fullmatch(pattern, "\n".join(output)) is not None
+
+
+def test_matches_treats_dots_as_any_lines():
+    assert matches(["a", "b", "c"], ["...", "b", "c"])
+    assert matches(["a", "b", "c"], ["a", "...", "c"])
+    assert matches(["a", "b", "c"], ["a", "b", "c", "..."])
+    assert not matches(["a", "x", "b"], ["...", "a", "b"])  # the shown lines are consecutive
+    assert not matches(["a", "b"], ["a", "b", "c"])
 
 
 def serve_args(command: Command) -> list[str]:

@@ -1,0 +1,145 @@
+"""Dynamic batching: batch fill, reply order, per-request failure, the low-load rule and
+dropping requests whose client has gone away; on a real server."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from helpers import Server, archive
+from hookserve.plugins.batching import ReplyAwareBatcher
+
+BATCH_HANDLER = """
+    import os
+    import time
+
+    def handle(data, context):
+        if data is None:
+            return None
+        with open(os.environ["SEEN_LOG"], "a") as seen:
+            for idx in range(len(data)):
+                seen.write(context.get_request_id(idx) + "\\n")
+        out = []
+        for idx, row in enumerate(data):
+            body = row["body"]
+            if body.get("sleep"):
+                time.sleep(body["sleep"])
+            if body.get("bad"):
+                context.set_response_status(422, "bad input", idx)
+                out.append({"error": "input %s is bad" % body["n"]})
+            elif body.get("raise"):
+                out.append(ValueError("input %s cannot be handled" % body["n"]))
+            else:
+                out.append({"n": body["n"], "batch": len(data)})
+        return out
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("batching")
+    archive(work, "b8", "handler.py", files={"handler.py": BATCH_HANDLER})
+    archive(work, "slow", "handler.py", files={"handler.py": BATCH_HANDLER})
+    srv = Server(
+        ["--model-store", str(work / "store"), "--workers", "1", "--models", "b8.mar", "slow.mar"],
+        work,
+        env={"SEEN_LOG": str(work / "seen.log")},
+    )
+    srv.start()
+    try:
+        srv.wait_healthy()
+        management = srv.url("/models", "management")
+        # batching parameters through the management API (re-registered with them)
+        assert requests.delete(f"{management}/b8", timeout=30).status_code == 200
+        reply = requests.post(
+            management,
+            params={"url": "b8.mar", "batch_size": 8, "max_batch_delay": 500, "initial_workers": 1},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        yield srv
+    finally:
+        srv.stop()
+
+
+def post(server, model, body, **kwargs):
+    return requests.post(server.url(f"/predictions/{model}"), json=body, timeout=30, **kwargs)
+
+
+def test_describe_shows_the_batching_settings(server):
+    described = requests.get(server.url("/models/b8", "management"), timeout=10).json()[0]
+    assert described["batchSize"] == 8 and described["maxBatchDelay"] == 500
+
+
+def test_batches_fill_under_concurrency_and_replies_keep_their_order(server):
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        replies = list(pool.map(lambda n: post(server, "b8", {"n": n}), range(48)))
+    assert all(r.status_code == 200 for r in replies)
+    assert [r.json()["n"] for r in replies] == list(range(48))  # each reply belongs to its own request
+    sizes = [r.json()["batch"] for r in replies]
+    assert max(sizes) > 1 and max(sizes) <= 8
+
+
+def test_a_lone_request_is_not_held_for_the_batch_delay(server):
+    # max_batch_delay is 500 ms: a worker that waited for a batch to fill would show it
+    post(server, "b8", {"n": -1})
+    for n in range(5):
+        started = time.monotonic()
+        reply = post(server, "b8", {"n": n})
+        assert reply.json() == {"n": n, "batch": 1}
+        assert time.monotonic() - started < 0.4
+
+
+def test_one_bad_input_fails_only_its_request(server):
+    def send(n):
+        body = {"n": n, "bad": n == 3, "raise": n == 5, "sleep": 0.05 if n == 0 else 0}
+        return post(server, "b8", body)
+
+    for _ in range(5):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            replies = list(pool.map(send, range(8)))
+        shared_batch = any(r.status_code == 200 and r.json()["batch"] > 1 for r in replies)
+        if shared_batch:
+            break
+    assert shared_batch, "the requests never shared a batch"
+    assert replies[3].status_code == 422 and replies[3].json() == {"error": "input 3 is bad"}
+    assert replies[5].status_code == 500
+    assert "ValueError" in replies[5].json()["message"] and "input 5" in replies[5].json()["message"]
+    for n in (0, 1, 2, 4, 6, 7):
+        assert replies[n].status_code == 200 and replies[n].json()["n"] == n
+
+
+def test_request_of_a_client_that_went_away_is_dropped_before_it_runs(server):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = pool.submit(post, server, "slow", {"n": 1, "sleep": 1.5}, headers={"x-request-id": "busy-1"})
+        time.sleep(0.3)  # the worker is now inside the slow request
+        body = b'{"n": 2}'
+        with socket.create_connection(("127.0.0.1", server.ports["inference"])) as client:
+            client.sendall(
+                b"POST /predictions/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"x-request-id: gone-2\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            time.sleep(0.3)
+        assert busy.result().status_code == 200
+    assert post(server, "slow", {"n": 3}, headers={"x-request-id": "after-3"}).status_code == 200
+    seen = (server.log_path.parent / "seen.log").read_text().split()
+    assert "busy-1" in seen and "after-3" in seen
+    assert "gone-2" not in seen, seen
+
+
+def test_reply_aware_batcher_waits_only_for_requests_that_can_come():
+    batcher = ReplyAwareBatcher(batch_size=8, max_batch_delay_s=0.005)
+    assert batcher.wait_time(queued=1, waited=0) == 0  # nothing answered yet: nobody is coming back
+    batcher.on_replied(3)
+    batcher.on_arrival()
+    assert batcher.wait_time(queued=1, waited=0.001) == pytest.approx(0.004)
+    batcher.on_arrival()
+    batcher.on_arrival()
+    assert batcher.wait_time(queued=3, waited=0.001) == 0  # all three came back
+    batcher.on_replied(8)
+    assert batcher.wait_time(queued=8, waited=0) == 0  # full
+    assert batcher.wait_time(queued=2, waited=0.006) == 0  # waited long enough
