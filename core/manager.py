@@ -195,8 +195,10 @@ class ModelManager:
 
     # --- loading ---------------------------------------------------------------------
 
-    def open_model(self, url: str, name: str | None, handler: str | None = None) -> ModelArchive:
-        path = resolve_model_url(url, self.config)
+    def open_model(
+        self, url: str, name: str | None, handler: str | None = None, *, trusted: bool = False
+    ) -> ModelArchive:
+        path = resolve_model_url(url, self.config, trusted=trusted)
         archive = open_archive(path, self.extract_root, model_name=name)
         if handler:
             archive.manifest["model"]["handler"] = handler
@@ -217,7 +219,7 @@ class ModelManager:
 
     def load_startup_model(self, source: str, name: str | None, restored: set[str]) -> None:
         try:
-            archive = self.open_model(source, name)
+            archive = self.open_model(source, name, trusted=True)
         except HookserveError as exc:
             log.error("model archive %s not loaded: %s", source, exc.message)
             self.failed[name or archive_stem(Path(source))] = exc.message
@@ -242,7 +244,7 @@ class ModelManager:
         for name, entry in snapshot.items():
             for number, saved in entry["versions"].items():
                 try:
-                    archive = self.open_model(saved["url"], name, saved.get("handler"))
+                    archive = self.open_model(saved["url"], name, saved.get("handler"), trusted=True)
                 except HookserveError as exc:
                     log.error("snapshot model %s version %s not restored: %s", name, number, exc.message)
                     self.failed[name] = exc.message
@@ -363,8 +365,8 @@ class ModelManager:
                 version.waiters = []
 
     def changed(self) -> None:
-        """A management change: routes now, snapshot after."""
-        self._routes_dirty = True
+        """A management change: routes now (before the caller is answered), snapshot after."""
+        self.publish()
         folder = self.config.snapshot_folder()
         if folder is not None:
             write_snapshot(folder, self.snapshot())
@@ -517,14 +519,15 @@ class ModelManager:
         error = ManagementError(
             500, "InternalServerException", f"Failed to load model {version.name} version {version.version}: {reason}"
         )
-        for waiter in version.waiters:
-            waiter.conn.fail(error)
-        version.waiters = []
         if version.loaded_at_startup:
             self.failed[version.name] = reason
         if self.models.get(version.name, {}).get(version.version) is version:
             self.remove_version(version)
             self.changed()
+        # answered after the routes no longer show it: the caller's next request must not
+        for waiter in version.waiters:
+            waiter.conn.fail(error)
+        version.waiters = []
 
     def reap(self) -> None:
         while True:
@@ -670,9 +673,10 @@ class ModelManager:
                 self.on_event(key)
             self.reap()
             self.tick()
-            self.settle_waiters()
+            # publish first: a synchronous caller that gets its answer must see the workers
             if self._routes_dirty:
                 self.publish()
+            self.settle_waiters()
             if os.getppid() != self.parent_pid:
                 log.warning("the gunicorn master is gone; stopping")
                 self.stopping = True

@@ -39,9 +39,19 @@ def validate_name(what: str, value: str) -> str:
     return value
 
 
-def resolve_model_url(url: str, config: ServerConfig) -> str:
-    """A local path for ``url``, downloading it into the model store when it is allowed."""
+def resolve_model_url(url: str, config: ServerConfig, *, trusted: bool = False) -> str:
+    """A local path for ``url``, downloading it into the model store when it is allowed.
+
+    ``trusted`` is for what the operator wrote on the command line (and the snapshot made
+    from it): local paths anywhere are fine there; API callers get the model store only.
+    """
     parts = urlsplit(url)
+    if trusted:
+        # a model downloaded earlier is in the store under its file name
+        local = os.path.basename(parts.path) if parts.scheme in ("http", "https") else parts.path
+        in_store = Path(config.model_store or ".") / local
+        if in_store.exists() or not parts.scheme:
+            return str(in_store if in_store.exists() else Path(local))
     if parts.scheme in ("http", "https"):
         _check_allowed(url, config)
         return _download(url, config)

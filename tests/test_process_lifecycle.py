@@ -170,3 +170,38 @@ def _wait_ping(url: str, process: subprocess.Popen, log: Path, timeout: float = 
             pass
         time.sleep(0.1)
     raise AssertionError(log.read_text())
+
+
+def test_demo_serves_and_its_printed_curl_line_works(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hookserve.cli", "demo", "--port", str(port), "--dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        lines = []
+        while not any("curl" in line for line in lines):
+            lines.append(process.stdout.readline())
+            assert lines[-1], "".join(lines)
+        curl = next(line for line in lines if "curl" in line).split()
+        body_file = curl[curl.index("--data") + 1].lstrip("@")
+        url = curl[-1]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                reply = requests.post(
+                    url, data=Path(body_file).read_bytes(), headers={"Content-Type": "application/json"}, timeout=5
+                )
+                if reply.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert reply.status_code == 200
+        assert set(reply.json()) == {"class", "scores"} and len(reply.json()["scores"]) == 10
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from hookserve.archive import ArchiveOptions, write_archive
-from hookserve.config import ServerConfig
-from hookserve.demo.model import MLP
+from hookserve.config import ModelSpec, ServerConfig
 
 HERE = Path(__file__).resolve().parent
 
 
 def build_demo_archive(folder: Path) -> tuple[Path, Path]:
     """Write weights (seed 0), a sample body and ``demo.mar`` into ``folder``."""
+    import torch
+
+    from hookserve.demo.model import MLP
+
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     weights = folder / "mlp.pt"
@@ -43,11 +46,12 @@ def build_demo_archive(folder: Path) -> tuple[Path, Path]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from hookserve.config import ModelSpec
     from hookserve.server import HookserveApplication
 
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="hookserve-demo-"))
-    archive, sample = build_demo_archive(folder)
+    # built in a child process: the server's processes fork from this one and must not carry torch
+    subprocess.run([sys.executable, "-m", "hookserve.demo", str(folder)], check=True)
+    archive, sample = folder / "demo.mar", folder / "sample.json"
     config = ServerConfig(
         inference_address=("127.0.0.1", args.port),
         management_address=("127.0.0.1", args.port + 1),

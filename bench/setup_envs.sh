@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Create (or reuse) the three virtual environments of the benchmark under OUT_DIR/venvs/.
+#
+#   bench/setup_envs.sh OUT_DIR
+#
+#   OUT_DIR/venvs/hookserve   hookserve + hookserve-ts (from this checkout) + torch==2.13.0
+#   OUT_DIR/venvs/torchserve  torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
+#                             (exactly ../shared/bench/README.md §1)
+#   OUT_DIR/venvs/litserve    litserve==0.2.19 torch==2.13.0
+#
+# A venv that already exists and imports its packages is reused.  hookserve itself is
+# re-installed on every call (no dependencies, a few seconds) from a copy of the working
+# tree in OUT_DIR/src, so the benchmark always measures the current code and pip never
+# writes build/ folders into the repository.  torch is pinned everywhere: a loose
+# requirement would pull a multi-GB CUDA build.  The system Python is only used to run
+# `python3 -m venv`.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+OUT=${1:?usage: setup_envs.sh OUT_DIR}
+mkdir -p "$OUT/venvs" "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+PY=${PYTHON:-python3}
+TORCH_PIN="torch==2.13.0"
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# make_venv NAME CHECK_PY PIP_ARGS...: create OUT/venvs/NAME unless it exists and CHECK_PY runs
+make_venv() {
+  local name=$1 check=$2; shift 2
+  local v="$OUT/venvs/$name"
+  if [ -x "$v/bin/python" ] && "$v/bin/python" -c "$check" >/dev/null 2>&1; then
+    log "$name: reusing $v"
+    return 0
+  fi
+  log "$name: creating $v (pip install $*)"
+  rm -rf "$v"
+  "$PY" -m venv "$v"
+  "$v/bin/pip" install -q --upgrade pip >>"$OUT/logs/pip-$name.log" 2>&1
+  "$v/bin/pip" install "$@" >>"$OUT/logs/pip-$name.log" 2>&1 \
+    || { log "$name: pip failed, see $OUT/logs/pip-$name.log"; tail -n 20 "$OUT/logs/pip-$name.log" >&2; exit 1; }
+  "$v/bin/python" -c "$check" || { log "$name: installed but the import check failed"; exit 1; }
+}
+
+# hookserve: snapshot of the working tree (no .git, no build output, no bench results)
+snapshot_repo() {
+  local dst="$OUT/src/hookserve"
+  rm -rf "$dst"; mkdir -p "$dst"
+  tar -C "$REPO" --exclude=.git --exclude=.tox --exclude=build --exclude=dist --exclude='*.egg-info' \
+      --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache --exclude=./bench -cf - . \
+    | tar -C "$dst" -xf -
+  echo "$dst"
+}
+SRC=$(snapshot_repo)
+make_venv hookserve "import hookserve, ts.torch_handler.base_handler, torch; assert torch.__version__.startswith('2.13.0')" \
+  "$SRC" "$SRC/contrib/hookserve-ts" "$TORCH_PIN"
+log "hookserve: re-installing hookserve + hookserve-ts from the working tree ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), uncommitted changes included)"
+"$OUT/venvs/hookserve/bin/pip" install -q --no-deps --force-reinstall "$SRC" "$SRC/contrib/hookserve-ts" \
+  >>"$OUT/logs/pip-hookserve.log" 2>&1 || { tail -n 20 "$OUT/logs/pip-hookserve.log" >&2; exit 1; }
+
+make_venv torchserve "import ts, model_archiver, yaml, numpy, torch; assert torch.__version__.startswith('2.13.0')" \
+  "$TORCH_PIN" torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
+
+make_venv litserve "import litserve, torch; assert litserve.__version__ == '0.2.19' and torch.__version__.startswith('2.13.0')" \
+  litserve==0.2.19 "$TORCH_PIN"
+
+: > "$OUT/versions.txt"
+for v in hookserve torchserve litserve; do
+  "$OUT/venvs/$v/bin/python" - "$v" <<'PY' >>"$OUT/versions.txt"
+import importlib.metadata as md, sys, platform
+name = sys.argv[1]
+pk = {"hookserve": ["hookserve", "hookserve-ts"], "torchserve": ["torchserve", "torch-model-archiver"],
+      "litserve": ["litserve", "fastapi", "uvicorn"]}[name] + ["torch"]
+print(f"{name}: python {platform.python_version()}, " + ", ".join(f"{p} {md.version(p)}" for p in pk))
+PY
+done
+log "versions:"; cat "$OUT/versions.txt" >&2
