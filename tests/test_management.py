@@ -177,6 +177,7 @@ def server(tmp_path_factory):
         flags=["--config-file", "model-config.yaml"],
     )
     archive(work, "broken", "handler.py", files={"handler.py": BROKEN_HANDLER})
+    archive(work, "folder", "handler.py", files={"handler.py": CONFIG_HANDLER}, archive_format="no-archive")
     archive(work, "slow", "handler.py", files={"handler.py": SLOW_HANDLER})
     srv = Server(
         [
@@ -423,6 +424,20 @@ def test_register_errors_in_a_json_body(server):
     # a second registration of the same version, whatever the name it came from, is a conflict
     dup = mgmt(server, "POST", "/models", json={"url": "mlp.mar", "model_name": "mlp"})
     assert dup.status_code == 409
+
+
+def test_duplicate_of_a_folder_model_keeps_the_folder(server, cleanup):
+    cleanup.append("folder")
+    folder = Path(server.args[server.args.index("--model-store") + 1]) / "folder"
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    assert mgmt(server, "POST", "/models", params={"url": "folder"}).status_code == 200
+    dup = mgmt(server, "POST", "/models", params={"url": "folder"})
+    assert dup.status_code == 409, dup.text
+    # a folder is served in place: refusing a second registration must not delete it
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*") if "__pycache__" not in p.parts) == files
+    scaled = mgmt(server, "PUT", "/models/folder", params={"min_worker": "2", "synchronous": "true"})
+    assert scaled.status_code == 200, scaled.text
+    assert predict(server, "/predictions/folder").status_code == 200
 
 
 def _leaves_nothing(server: Server, name: str, before: set[int]) -> None:

@@ -80,9 +80,9 @@ def describe_workers(server: Server) -> list[dict]:
 class Client(threading.Thread):
     """Sends one request at a time on its own session, each with its own input and id."""
 
-    def __init__(self, server: Server, number: int, rows: list, cursor, stop: threading.Event):
+    def __init__(self, server: Server, number: int, rows: list, take, stop: threading.Event):
         super().__init__(daemon=True)
-        self.server, self.number, self.rows, self.cursor, self.stop = server, number, rows, cursor, stop
+        self.server, self.number, self.rows, self.take, self.stop = server, number, rows, take, stop
         self.sent: dict[str, int] = {}  # request id -> row index
         self.answers: list[tuple[str, str | None, int, bytes, str]] = []  # (sent id, echoed id, status, body, ctype)
         self.errors: list[tuple[str, str]] = []  # (sent id, exception): no answer at all
@@ -91,7 +91,7 @@ class Client(threading.Thread):
         url = self.server.url("/predictions/mlp")
         with requests.Session() as session:
             while not self.stop.is_set():
-                index = next(self.cursor)
+                index = self.take()
                 if index >= len(self.rows):
                     return
                 request_id = f"rel-{self.number}-{index}-{uuid.uuid4().hex[:8]}"
@@ -133,19 +133,16 @@ def kill_and_measure(server: Server, rng: random.Random) -> dict | None:
 
 def test_load_while_killing_workers(server):
     rows, expected = inputs()
-    cursor = iter(range(len(rows)))
+    indexes = iter(range(len(rows)))
     lock = threading.Lock()
 
-    def next_index(_it=cursor):
+    def take() -> int:
+        """The next unused row (len(rows) once they are all used)."""
         with lock:
-            return next(_it, len(rows))
-
-    class Cursor:
-        def __next__(self):
-            return next_index()
+            return next(indexes, len(rows))
 
     stop = threading.Event()
-    clients = [Client(server, n, rows, Cursor(), stop) for n in range(CLIENTS)]
+    clients = [Client(server, n, rows, take, stop) for n in range(CLIENTS)]
     seed = int(os.environ.get("HOOKSERVE_RELIABILITY_SEED", "7"))
     rng = random.Random(seed)
     kills: list[dict] = []
