@@ -10,13 +10,17 @@ by its expected output). The tests below name every block they run, and
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import mimetypes
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +35,33 @@ DOC_URL = "http://127.0.0.1:8080"
 BLOCK = re.compile(r"<!-- (file|run): (\S+) -->\n```[a-z]*\n(.*?)^```", re.S | re.M)
 
 # The blocks each test runs; test_every_example_is_run checks this against the page.
-RUN_BLOCKS = {"pack", "serve", "ping", "inputs", "no-content-type", "context", "replies",
-              "plugin", "plugin-requests", "disable"}
-FILE_BLOCKS = {"inspect_handler.py", "shout.py", "tiny_model.py", "make_weights.py", "tiny_handler.py",
-               "tiny_raw.py", "model-config.yaml", "gpu-config.yaml", "hookserve-stopwatch/pyproject.toml",
-               "hookserve-stopwatch/hookserve_stopwatch/plugin.py"}
+RUN_BLOCKS = {
+    "pack",
+    "serve",
+    "ping",
+    "inputs",
+    "no-content-type",
+    "context",
+    "replies",
+    "plugin",
+    "plugin-requests",
+    "disable",
+}
+FILE_BLOCKS = {
+    "inspect_handler.py",
+    "shout.py",
+    "tiny_model.py",
+    "make_weights.py",
+    "tiny_handler.py",
+    "tiny_raw.py",
+    "model-config.yaml",
+    "gpu-config.yaml",
+    "hookserve-stopwatch/pyproject.toml",
+    "hookserve-stopwatch/hookserve_stopwatch/plugin.py",
+}
 
 # Test-only handler: shows the context and breaks the reply contract on demand.
-PROBE = '''
+PROBE = """
     from hookserve.errors import BadRequest
 
     def handle(data, context):
@@ -54,6 +77,30 @@ PROBE = '''
             return [torch.zeros(2)]
         if command == "refuse":
             raise BadRequest("no thanks")
+        if command == "item_bad_request":
+            return [BadRequest("this one is bad")]
+        if command == "item_error":
+            return [KeyError("pixels")]
+        if command == "numpy":
+            import numpy
+            return [numpy.arange(3)]
+        if command == "ctype":
+            context.set_response_content_type(0, "application/x-probe")
+            return [b"raw"]
+        if command == "memory":
+            raise MemoryError("pretend")
+        if command == "metrics":
+            m = context.metrics
+            m.add_counter("Probes", 1)
+            m.add_time("ProbeTime", 1.5)
+            m.add_size("ProbeSize", 2.0)
+            m.add_percent("ProbePercent", 50)
+            m.add_metric("ProbeMetric", 3, "count")
+            m.add_error("ProbeError", 1)
+            return ["recorded"]
+        if str(command).startswith("mixed"):
+            return [BadRequest(f"{row['body']} refused") if row["body"].endswith("bad") else f"{row['body']}/{len(data)}"
+                    for row in data]
         return [{
             "model_name": context.model_name,
             "manifest_model": context.manifest["model"],
@@ -63,7 +110,7 @@ PROBE = '''
             "header": context.get_request_header(0, "X-Probe"),
             "all_headers": context.get_all_request_header(0),
         }]
-'''
+"""
 PROBE_CONFIG = "batchSize: 3\nhandler:\n  colour: blue\n"
 
 
@@ -120,7 +167,7 @@ def test_every_example_is_run():
     blocks = doc_blocks()
     assert {name for kind, name in blocks if kind == "run"} == RUN_BLOCKS
     assert {name for kind, name in blocks if kind == "file"} == FILE_BLOCKS
-    # Every fenced block of the page is either a named example or the folder-layout picture.
+    # Every fenced block with a language tag is a named example.
     fences = len(re.findall(r"^```[a-z]+$", DOC.read_text(encoding="utf-8"), re.M))
     assert fences == len(blocks), "a code block without a <!-- file/run --> marker is not tested"
 
@@ -129,8 +176,14 @@ def test_every_example_is_run():
 
 
 def cli(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hookserve.cli", *argv], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})), timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "hookserve.cli", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        timeout=180,
+    )
 
 
 def run_command(command: Command, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess | None:
@@ -145,8 +198,24 @@ def run_command(command: Command, cwd: Path, env: dict[str, str]) -> subprocess.
     elif argv[:2] == ["pip", "install"]:
         # Into a private folder put on PYTHONPATH (never into the test environment), offline.
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", env["SITE"], *argv[2:]], cwd=cwd, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--target",
+                env["SITE"],
+                *argv[2:],
+            ],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     elif argv[0] == "hookserve":
         result = cli(argv[1:], cwd, env)
     else:
@@ -188,9 +257,14 @@ class DocServer(Server):
 
     def start(self) -> DocServer:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "hookserve.cli", "serve", *self.args],
-                                            stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            start_new_session=True, cwd=self.cwd)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hookserve.cli", "serve", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                cwd=self.cwd,
+            )
         return self
 
 
@@ -239,7 +313,7 @@ def parse_curl(argv: list[str], cwd: Path) -> Curl:
     if data is not None and not any(h.lower() == "content-type" for h in headers):
         headers["Content-Type"] = "application/x-www-form-urlencoded"  # what curl -d sends
     method = method or ("POST" if data is not None or form else "GET")
-    return Curl(method, url[len(DOC_URL):], headers, data, form or None, show)
+    return Curl(method, url[len(DOC_URL) :], headers, data, form or None, show)
 
 
 def same(actual, expected) -> bool:
@@ -248,8 +322,11 @@ def same(actual, expected) -> bool:
     if isinstance(expected, list):
         return isinstance(actual, list) and len(actual) == len(expected) and all(map(same, actual, expected))
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and actual.keys() == expected.keys() and all(
-            same(actual[k], expected[k]) for k in expected)
+        return (
+            isinstance(actual, dict)
+            and actual.keys() == expected.keys()
+            and all(same(actual[k], expected[k]) for k in expected)
+        )
     return type(actual) is type(expected) and actual == expected
 
 
@@ -280,8 +357,9 @@ def replay(server: Server, block: str, cwd: Path) -> list[requests.Response]:
     replies = []
     for command in commands(block):
         curl = parse_curl(command.argv, cwd)
-        reply = requests.request(curl.method, server.url(curl.url), headers=curl.headers, data=curl.data,
-                                 files=curl.files, timeout=30)
+        reply = requests.request(
+            curl.method, server.url(curl.url), headers=curl.headers, data=curl.data, files=curl.files, timeout=30
+        )
         check_reply(reply, command.expected, curl.show_headers, f"{block}: {shlex.join(command.argv)}")
         replies.append(reply)
     return replies
@@ -301,16 +379,25 @@ def workdir(tmp_path_factory) -> Path:
     for command in commands("pack"):
         run_command(command, work, {})
     # Test-only archives next to the page's: the context probe, `file.py:fn`, a tgz archive.
-    archive(work, "probe", "probe.py", files={"probe.py": PROBE, "probe.yaml": PROBE_CONFIG},
-            flags=["--config-file", "probe.yaml"])
+    archive(
+        work,
+        "probe",
+        "probe.py",
+        files={"probe.py": PROBE, "probe.yaml": PROBE_CONFIG},
+        flags=["--config-file", "probe.yaml"],
+    )
     renamed = files()["inspect_handler.py"].replace("def handle(", "def other(")
     assert "def other(" in renamed
     archive(work, "inspect_other", "inspect_other.py:other", files={"inspect_other.py": renamed})
-    archive(work, "inspect_tgz", "inspect_handler.py", files={"inspect_handler.py": files()["inspect_handler.py"]},
-            archive_format="tgz")
-    for stray in ("store",):  # helpers.archive writes to workdir/store; move into the page's store
-        for path in (work / stray).iterdir():
-            path.rename(work / "model_store" / path.name)
+    archive(
+        work,
+        "inspect_tgz",
+        "inspect_handler.py",
+        files={"inspect_handler.py": files()["inspect_handler.py"]},
+        archive_format="tgz",
+    )
+    for path in (work / "store").iterdir():  # helpers.archive writes there; serve them from the page's store
+        path.rename(work / "model_store" / path.name)
     return work
 
 
@@ -333,8 +420,11 @@ def start(args: list[str], work: Path, extra_models: list[str] = (), env: dict |
 @pytest.fixture(scope="module")
 def server(workdir):
     (command,) = commands("serve")
-    srv = start(serve_args(command), workdir,
-                ["probe=probe.mar", "inspect_other=inspect_other.mar", "inspect_tgz=inspect_tgz.tar.gz"])
+    srv = start(
+        serve_args(command),
+        workdir,
+        ["probe=probe.mar", "inspect_other=inspect_other.mar", "inspect_tgz=inspect_tgz.tar.gz"],
+    )
     try:
         yield srv
     finally:
@@ -362,17 +452,36 @@ def plugin_server(workdir, plugin_env):
         srv.stop()
 
 
+@contextlib.contextmanager
+def held_workers(server: Server, model: str):
+    """Stop a model's workers (their pids from the management API) while the block queues
+    requests for them, so that the queued requests are batched when they go on."""
+    (info,) = requests.get(server.url(f"/models/{model}", "management"), timeout=10).json()
+    pids = [w["pid"] for w in info["workers"]]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+        time.sleep(1.0)  # the requests reach the workers' sockets
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 # ----------------------------------------------------------- 1-2: forms, pack, serve
 
 
 def test_pack_writes_the_archives_the_page_names(workdir):
-    import zipfile
-
     with zipfile.ZipFile(workdir / "model_store" / "tiny.mar") as zf:
         manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
         assert {"tiny_model.py", "tiny.pt", "tiny_handler.py"} <= set(zf.namelist())
-    assert manifest["model"] == {"modelName": "tiny", "serializedFile": "tiny.pt", "handler": "tiny_handler.py",
-                                 "modelFile": "tiny_model.py", "modelVersion": "1.0"}
+    assert manifest["model"] == {
+        "modelName": "tiny",
+        "serializedFile": "tiny.pt",
+        "handler": "tiny_handler.py",
+        "modelFile": "tiny_model.py",
+        "modelVersion": "1.0",
+    }
     with zipfile.ZipFile(workdir / "model_store" / "shout.mar") as zf:
         assert json.loads(zf.read("MAR-INF/MANIFEST.json"))["model"]["configFile"] == "model-config.yaml"
 
@@ -401,15 +510,25 @@ def test_context_example(server, workdir):
 
 
 def test_context_contents(server, workdir):
-    reply = requests.post(server.url("/predictions/probe"), json={"x": 1},
-                          headers={"X-Probe": "yes", "X-Request-Id": "probe-1"}, timeout=30)
+    reply = requests.post(
+        server.url("/predictions/probe"),
+        json={"x": 1},
+        headers={"X-Probe": "yes", "X-Request-Id": "probe-1"},
+        timeout=30,
+    )
     assert reply.status_code == 200, reply.text
     seen = reply.json()
     assert seen["model_name"] == "probe"
     assert seen["manifest_model"]["handler"] == "probe.py"
     props = seen["system_properties"]
-    assert set(props) == {"model_dir", "gpu_id", "batch_size", "server_name", "server_version",
-                          "limit_max_image_pixels"}
+    assert set(props) == {
+        "model_dir",
+        "gpu_id",
+        "batch_size",
+        "server_name",
+        "server_version",
+        "limit_max_image_pixels",
+    }
     assert props["gpu_id"] is None and props["batch_size"] == 3 and props["server_name"] == "hookserve"
     assert Path(props["model_dir"]).name.startswith("probe")
     assert seen["model_yaml_config"] == {"batchSize": 3, "handler": {"colour": "blue"}}
@@ -420,22 +539,42 @@ def test_context_contents(server, workdir):
 
 def test_model_config_workers_and_batching(server, workdir):
     config = yaml.safe_load(files()["model-config.yaml"])
-    started = re.findall(r"started worker (shout-1\.0-\d+) ", server.log())
-    assert sorted(set(started)) == [f"shout-1.0-{i}" for i in range(config["minWorkers"])]
-    assert re.findall(r"started worker (tiny-1\.0-\d+) ", server.log()) == ["tiny-1.0-0"]  # --workers 1
+    (shout,) = requests.get(server.url("/models/shout", "management"), timeout=10).json()
+    assert (
+        shout["minWorkers"],
+        shout["batchSize"],
+        shout["maxBatchDelay"],
+        shout["responseTimeout"],
+        shout["startupTimeout"],
+    ) == (
+        config["minWorkers"],
+        config["batchSize"],
+        config["maxBatchDelay"],
+        config["responseTimeout"],
+        config["startupTimeout"],
+    )
+    assert len(shout["workers"]) == config["minWorkers"] and not any(w["gpu"] for w in shout["workers"])
+    (tiny,) = requests.get(server.url("/models/tiny", "management"), timeout=10).json()
+    assert len(tiny["workers"]) == 1  # --workers 1 where the archive does not say
 
-    def shout(i: int) -> dict:
-        reply = requests.post(server.url("/predictions/shout"), data=f"r{i}",
-                              headers={"Content-Type": "text/plain", "Accept": "application/json"}, timeout=30)
+    def ask(i: int) -> dict:
+        reply = requests.post(
+            server.url("/predictions/shout"),
+            data=f"r{i}",
+            headers={"Content-Type": "text/plain", "Accept": "application/json"},
+            timeout=30,
+        )
         assert reply.status_code == 200, reply.text
         return reply.json()
 
+    # Twelve requests queue up while the workers are held; then they come in batches of at
+    # most batchSize.
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
-        replies = list(pool.map(shout, range(12)))
+        with held_workers(server, "shout"):
+            futures = [pool.submit(ask, i) for i in range(12)]
+        replies = [f.result() for f in futures]
     assert sorted(r["text"] for r in replies) == sorted(f"R{i}!!" for i in range(12))
-    batches = [r["batch"] for r in replies]
-    assert max(batches) > 1, "concurrent requests within maxBatchDelay should share a batch"
-    assert max(batches) <= config["batchSize"]
+    assert max(r["batch"] for r in replies) == config["batchSize"], [r["batch"] for r in replies]
 
 
 # ------------------------------------------------------------- 4: replies and errors
@@ -446,22 +585,74 @@ def test_replies_and_handler_errors(server, workdir):
     assert "ValueError: expected 4 numbers, got 3" in server.log() and "Traceback" in server.log()
 
 
-@pytest.mark.parametrize("command, code, message", [
-    ("notlist", 500, "handler returned dict, expected a list"),
-    ("wronglen", 500, "handler returned 2 items for a batch of 1"),
-    ("tensor", 500, "cannot be sent as JSON"),
-    ("refuse", 400, "no thanks"),
-])
+@pytest.mark.parametrize(
+    "command, code, message",
+    [
+        ("notlist", 500, "handler returned dict, expected a list"),
+        ("wronglen", 500, "handler returned 2 items for a batch of 1"),
+        ("tensor", 500, "cannot be sent as JSON"),
+        ("refuse", 400, "no thanks"),
+        ("item_bad_request", 400, "this one is bad"),
+        ("item_error", 500, "KeyError"),
+        ("memory", 507, "MemoryError: pretend"),
+    ],
+)
 def test_reply_contract_errors(server, command, code, message):
-    reply = requests.post(server.url("/predictions/probe"), data=command, headers={"Content-Type": "text/plain"},
-                          timeout=30)
+    reply = requests.post(
+        server.url("/predictions/probe"), data=command, headers={"Content-Type": "text/plain"}, timeout=30
+    )
     assert reply.status_code == code, reply.text
     assert reply.json()["code"] == code and message in reply.json()["message"]
 
 
+def test_exception_item_fails_one_request_of_a_batch(server):
+    def ask(body: str) -> requests.Response:
+        return requests.post(
+            server.url("/predictions/probe"), data=body, headers={"Content-Type": "text/plain"}, timeout=30
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        with held_workers(server, "probe"):
+            futures = {body: pool.submit(ask, body) for body in ("mixed-1", "mixed-bad", "mixed-2")}
+        replies = {body: f.result() for body, f in futures.items()}
+    assert replies["mixed-bad"].status_code == 400, replies["mixed-bad"].text
+    assert replies["mixed-bad"].json()["message"] == "mixed-bad refused"
+    assert [replies[b].status_code for b in ("mixed-1", "mixed-2")] == [200, 200]
+    assert [replies[b].text for b in ("mixed-1", "mixed-2")] == ["mixed-1/3", "mixed-2/3"]  # one batch
+
+
+def test_other_reply_types(server):
+    def ask(command: str) -> requests.Response:
+        return requests.post(
+            server.url("/predictions/probe"), data=command, headers={"Content-Type": "text/plain"}, timeout=30
+        )
+
+    numpy_reply = ask("numpy")
+    assert numpy_reply.status_code == 200 and numpy_reply.json() == [0, 1, 2]
+    ctype = ask("ctype")
+    assert ctype.headers["content-type"] == "application/x-probe" and ctype.content == b"raw"
+    metrics = ask("metrics")
+    assert metrics.status_code == 200 and metrics.text == "recorded"
+
+
+def test_plus_json_is_decoded_and_bad_text_is_400(server):
+    reply = requests.post(
+        server.url("/predictions/inspect"),
+        data=b'{"a": 1}',
+        headers={"Content-Type": "application/vnd.api+json"},
+        timeout=30,
+    )
+    assert reply.json() == {"body": {"dict": {"a": 1}}}
+    reply = requests.post(
+        server.url("/predictions/inspect"), data=b"\xff\xfe", headers={"Content-Type": "text/plain"}, timeout=30
+    )
+    assert reply.status_code == 400 and "not UTF-8" in reply.json()["message"]
+
+
 def test_bad_json_body_is_400_before_the_handler(server):
-    reply = requests.post(server.url("/predictions/inspect"), data=b"{nope",
-                          headers={"Content-Type": "application/json"}, timeout=30)
+    reply = requests.post(
+        server.url("/predictions/inspect"), data=b"{nope", headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert reply.status_code == 400 and "not valid JSON" in reply.json()["message"]
 
 
@@ -476,9 +667,18 @@ def test_gpu_round_robin_of_the_page_config():
     hooks = Hooks(create_plugin_manager(entry_points=False))
 
     def devices(gpu_count: int, device_type=config["deviceType"]) -> list[str]:
-        return [hooks.select_device(request=DeviceRequest(
-            model_name="m", worker_index=i, gpu_count=gpu_count, device_type=device_type,
-            device_ids=tuple(config["deviceIds"]))) for i in range(config["minWorkers"])]
+        return [
+            hooks.select_device(
+                request=DeviceRequest(
+                    model_name="m",
+                    worker_index=i,
+                    gpu_count=gpu_count,
+                    device_type=device_type,
+                    device_ids=tuple(config["deviceIds"]),
+                )
+            )
+            for i in range(config["minWorkers"])
+        ]
 
     assert devices(4) == ["cuda:1", "cuda:3", "cuda:1", "cuda:3"]
     assert devices(0) == ["cpu"] * 4
@@ -521,11 +721,25 @@ def test_disable_plugin(plugin_env, workdir):
 
 
 def test_disabled_plugin_handler_name_is_not_served(plugin_env, workdir):
-    srv = start(["--model-store", "model_store", "--workers", "1", "--models", "words=words.mar", "inspect.mar",
-                 "--disable-plugin", "stopwatch"], workdir, env={"PYTHONPATH": plugin_env["PYTHONPATH"]})
+    srv = start(
+        [
+            "--model-store",
+            "model_store",
+            "--workers",
+            "1",
+            "--models",
+            "words=words.mar",
+            "inspect.mar",
+            "--disable-plugin",
+            "stopwatch",
+        ],
+        workdir,
+        env={"PYTHONPATH": plugin_env["PYTHONPATH"]},
+    )
     try:
-        reply = requests.post(srv.url("/predictions/words"), data="a b", headers={"Content-Type": "text/plain"},
-                              timeout=30)
+        reply = requests.post(
+            srv.url("/predictions/words"), data="a b", headers={"Content-Type": "text/plain"}, timeout=30
+        )
         assert reply.status_code == 404 and "word_count" in reply.json()["message"]
     finally:
         srv.stop()
@@ -547,3 +761,12 @@ def test_device_policy_hook_comes_before_the_builtin(workdir):
     assert hooks.select_device(request=DeviceRequest(model_name="small-net", worker_index=0, gpu_count=2)) == "cpu"
     assert hooks.select_device(request=DeviceRequest(model_name="big-net", worker_index=1, gpu_count=2)) == "cuda:1"
     assert "word_count" in hooks.handler_classes()
+
+
+def test_torchserve_import_path_is_hookserves():
+    util = pytest.importorskip("ts.utils.util", reason="hookserve-ts is not installed")
+    from ts.torch_handler.base_handler import BaseHandler as TsBaseHandler
+
+    from hookserve.handlers.base_handler import BaseHandler
+
+    assert TsBaseHandler is BaseHandler and callable(util.list_classes_from_module)

@@ -267,3 +267,14 @@ def test_unknown_route_is_404_in_torchserve_shape(server):
     assert reply.status_code == 404
     assert reply.json()["type"] == "ResourceNotFoundException"
     assert reply.headers["x-request-id"]
+
+
+def test_put_works_like_post_as_in_torchserve(server):
+    reply = requests.put(
+        server.url("/predictions/fields"),
+        data=b"\x01\x02",
+        timeout=30,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert reply.status_code == 200
+    assert reply.json() == {"body": {"type": "bytes", "value": 2}}

@@ -74,3 +74,6 @@ class PredictionsResource:
         resp.content_type = reply.content_type
         for key, value in reply.headers.items():
             resp.set_header(key, str(value))
+
+    # TorchServe accepts PUT too (what ``curl -T file`` sends)
+    on_put = on_post
