@@ -29,6 +29,7 @@ log = logging.getLogger("hookserve.frontend")
 ROUTES_FILE = "routes.json"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
+UNREACHABLE_FOR_S = 0.2
 
 
 class ResponseTimeout(HookserveError):
@@ -56,11 +57,19 @@ class VersionRoute:
 
 
 class Pending:
-    __slots__ = ("future", "started")
+    """A request on a connection: its reply future and, once started, its timeout timer."""
 
-    def __init__(self, future: asyncio.Future):
+    __slots__ = ("future", "started", "timeout", "timer")
+
+    def __init__(self, future: asyncio.Future, timeout: float):
         self.future = future
         self.started = False
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+    def finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 class WorkerConnection:
@@ -71,22 +80,28 @@ class WorkerConnection:
         self.pending: dict[str, Pending] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Future | None = None
+        # requests waiting for the connection to open count as in flight, or a burst on
+        # fresh connections would all pick the same worker
+        self.connecting = 0
         self.closed = False
 
     @property
     def in_flight(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + self.connecting
 
     async def _ensure_connected(self) -> asyncio.StreamWriter:
         if self._writer is not None:
             return self._writer
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(asyncio.open_unix_connection(self.socket_path))
+        self.connecting += 1
         try:
             reader, writer = await asyncio.shield(self._connecting)
         except OSError:
             self.closed = True
             raise NotStarted() from None
+        finally:
+            self.connecting -= 1
         if self._writer is None:
             self._writer = writer
             asyncio.ensure_future(self._read_replies(reader))
@@ -94,27 +109,38 @@ class WorkerConnection:
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         pending = self.pending
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 frame = decode_worker_frame(*await read_frame(reader))
                 if isinstance(frame, Reply):
                     entry = pending.pop(frame.id, None)
-                    if entry is not None and not entry.future.done():
-                        entry.future.set_result(frame)
-                else:
-                    for request_id in frame:
-                        entry = pending.get(request_id)
-                        if entry is not None:
-                            entry.started = True
+                    if entry is not None:
+                        entry.finish()
+                        if not entry.future.done():
+                            entry.future.set_result(frame)
+                    continue
+                for request_id in frame:
+                    entry = pending.get(request_id)
+                    if entry is not None and not entry.started:
+                        # responseTimeout counts from here, as in TorchServe: not the queueing
+                        entry.started = True
+                        entry.timer = loop.call_later(entry.timeout, self._expire, request_id)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         self.close()
+
+    def _expire(self, request_id: str) -> None:
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and not entry.future.done():
+            entry.future.set_exception(asyncio.TimeoutError())
 
     def close(self) -> None:
         self.closed = True
         if self._writer is not None:
             self._writer.close()
         for entry in self.pending.values():
+            entry.finish()
             if not entry.future.done():
                 entry.future.set_exception(
                     WorkerDied("the model worker died while handling the request") if entry.started else NotStarted()
@@ -122,17 +148,19 @@ class WorkerConnection:
         self.pending.clear()
 
     async def send(self, request: WorkRequest, timeout: float) -> Reply:
+        """The worker's reply; ``asyncio.TimeoutError`` when it runs past ``timeout`` once started."""
         writer = await self._ensure_connected()
         if self.closed:
             raise NotStarted()
-        entry = self.pending[request.id] = Pending(asyncio.get_running_loop().create_future())
+        entry = self.pending[request.id] = Pending(asyncio.get_running_loop().create_future(), timeout)
         writer.writelines(encode_request(request))
         try:
-            return await asyncio.wait_for(entry.future, timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+            return await entry.future
+        except asyncio.CancelledError:
+            # the client went away: the worker drops the request if it has not started it
             self.pending.pop(request.id, None)
+            entry.finish()
             if not self.closed:
-                # the worker drops it if it has not started it yet (client gone, or timed out)
                 writer.writelines(encode_notice({"cancel": request.id}))
             raise
 
@@ -146,6 +174,7 @@ class ModelClient:
         self.connections: dict[str, WorkerConnection] = {}
         self.job_queue_size = job_queue_size
         self.queued: Counter[tuple[str, str]] = Counter()
+        self.unreachable: dict[str, float] = {}  # socket -> loop time until which it is avoided
 
     def refresh(self) -> dict:
         try:
@@ -185,21 +214,27 @@ class ModelClient:
             )
         self.queued[key] += 1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + route.response_timeout_s
+        waiting_since: float | None = None
         try:
             while True:
                 route = self.resolve(model, version)
-                sockets = route.ready_sockets
+                sockets = [s for s in route.ready_sockets if self.unreachable.get(s, 0.0) <= loop.time()]
                 if not sockets:
-                    if loop.time() >= deadline:
+                    # every worker is (re)starting: wait up to responseTimeout for one
+                    now = loop.time()
+                    waiting_since = now if waiting_since is None else waiting_since
+                    if now - waiting_since >= route.response_timeout_s:
                         raise ServiceUnavailable(f"Model {model} version {route.version} has no worker ready")
                     await asyncio.sleep(WAIT_FOR_WORKER_S)
                     continue
+                waiting_since = None
                 connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
                 try:
-                    return await connection.send(request, max(0.0, deadline - loop.time()))
+                    return await connection.send(request, route.response_timeout_s)
                 except NotStarted:
-                    continue
+                    # gone before starting it: another worker takes it; this socket is avoided
+                    # until the manager has had time to publish its replacement
+                    self.unreachable[connection.socket_path] = loop.time() + UNREACHABLE_FOR_S
                 except asyncio.TimeoutError:
                     asyncio.ensure_future(self._replace_worker(connection.socket_path))
                     raise ResponseTimeout(

@@ -17,6 +17,7 @@ import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gasgi import ASGIWorker
 
 from hookserve.config import RUN_DIR_ENV, ServerConfig
 
@@ -51,7 +52,7 @@ def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
         "workers": config.frontend_workers,
-        "worker_class": "asgi",
+        "worker_class": "hookserve.server.FrontendWorker",
         "proc_name": "hookserve",
         "on_starting": on_starting,
         "on_exit": on_exit,
@@ -64,6 +65,17 @@ def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
         # between servers sharing a home folder.
         "control_socket_disable": True,
     }
+
+
+class FrontendWorker(ASGIWorker):
+    """Gunicorn's ASGI worker, closing its listeners as soon as SIGTERM arrives (the stock
+    worker notices its stop flag only at its next once-a-second heartbeat and accepts new
+    connections until then)."""
+
+    def handle_exit_signal(self) -> None:
+        super().handle_exit_signal()
+        for server in self.servers:
+            server.close()
 
 
 class HookserveApplication(BaseApplication):

@@ -97,9 +97,7 @@ class Client(threading.Thread):
                 request_id = f"rel-{self.number}-{index}-{uuid.uuid4().hex[:8]}"
                 self.sent[request_id] = index
                 try:
-                    reply = session.post(
-                        url, json=self.rows[index], headers={"x-request-id": request_id}, timeout=60
-                    )
+                    reply = session.post(url, json=self.rows[index], headers={"x-request-id": request_id}, timeout=60)
                 except requests.RequestException as exc:
                     self.errors.append((request_id, f"{type(exc).__name__}: {exc}"))
                     continue

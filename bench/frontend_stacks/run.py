@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Measure HTTP frontend stacks in front of the SAME running hookserve model workers.
 
-    python3 bench/frontend_stacks/run.py [--out DIR] [--duration 10] [--warmup 2] [--passes 2]
-                                         [--stacks asgi-1,asgi-2,...] [--concurrencies 1,8,64]
+    python3 bench/frontend_stacks/run.py [--out DIR] [--duration 10] [--warmup 2] [--drain 1] [--passes 2]
+        [--stacks asgi-1,asgi-2,...] [--concurrencies 1,8,64] [--rev HEAD|COMMIT|worktree] [--table-only]
 
-1. builds the benchmark MLP and its sample bodies (/work/shared/bench/make_models.py) and packs
-   them with ``hookserve archive`` (handler and model from core/demo/);
-2. starts ``hookserve serve`` (2 model workers, 1 torch thread each, 1 gunicorn ``asgi`` frontend)
+1. takes hookserve as committed at ``--rev`` (``git archive``; others edit the working tree meanwhile)
+   into DIR/src and puts it first on PYTHONPATH for every process it starts;
+2. builds the benchmark MLP and its sample bodies (/work/shared/bench/make_models.py) and packs
+   them with ``hookserve archive`` (handler and model from the snapshot's demo/);
+3. starts ``hookserve serve`` (2 model workers, 1 torch thread each, 1 gunicorn ``asgi`` frontend)
    on free loopback ports, with a private TMPDIR so that its run folder (``hookserve-*``, the one
    whose config.json has our inference port) is found without guessing;
-3. for each pass and each stack: starts that frontend on another free loopback port with
+4. for each pass and each stack: starts that frontend on another free loopback port with
    ``HOOKSERVE_RUN_DIR`` = the serve's run folder (stack ``asgi-1`` is the serve's own frontend),
    checks replies (sample.json's "class" == sample_expected.json, and check_server.py's 32
-   distinct inputs at concurrency 8), runs /work/shared/bench/load.sh (wrk) at each concurrency,
-   and stops that frontend. Pass 2 runs the stacks in reverse order (A B C .. C B A).
-4. writes DIR/runs.jsonl (one wrk JSON line per run, plus stack/pass) and DIR/results.md.
+   distinct inputs at concurrency 8), and per concurrency runs /work/shared/bench/load.sh (wrk):
+   a warm-up run, a drain pause, then the measured run, with the CPU seconds of the frontend
+   processes, of the model workers and of the rest of the machine read around it; then it stops
+   that frontend. Pass 2 runs the stacks in reverse order (A B C .. C B A).
+5. writes DIR/runs.jsonl (load.sh's JSON line per measured run + stack, pass, CPU figures),
+   DIR/meta.json (commit, worker pids at start and end, reply checks) and DIR/results.md.
 
 Every process is started in its own session and stopped through its recorded process group.
 """
@@ -25,6 +30,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -84,7 +90,7 @@ STACKS = {
         {},
     ),
 }
-DEFAULT_STACKS = "asgi-1,asgi-2,asgi-1-uvloop,uvicorn-1,gthread-1x8,gthread-1x32,gthread-2x16,sync-5"
+DEFAULT_STACKS = "asgi-1,asgi-2,asgi-1-uvloop,uvicorn-1,uvicorn-2,gthread-1x8,gthread-1x32,gthread-2x16,sync-5"
 
 STARTED: list[subprocess.Popen] = []
 
@@ -200,19 +206,83 @@ def check_replies(url: str, work: Path) -> dict:
     return result
 
 
-def run_load(url: str, conc: int, args, work: Path, label: str) -> dict:
-    env = {**os.environ, "WARMUP_S": str(args.warmup), "DRAIN_S": str(args.drain)}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pgids: set[int]) -> dict[int, tuple[float, str, int]]:
+    """pid -> (user+system CPU seconds, cmdline, pgid) for every live process in the given process groups."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) not in pgids:  # fields[0] is the state: pgrp is field 5 of stat
+                continue
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found[int(entry)] = ((int(fields[11]) + int(fields[12])) / CLK_TCK, cmd, int(fields[2]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLK_TCK, sum(values[:8]) / CLK_TCK
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def load_sh(url: str, conc: int, seconds: int, work: Path, label: str) -> dict:
     r = subprocess.run(
-        [str(BENCH / "load.sh"), url, str(conc), str(args.duration), str(work / "sample.json"), label],
+        [str(BENCH / "load.sh"), url, str(conc), str(seconds), str(work / "sample.json"), label],
         capture_output=True,
         text=True,
-        env=env,
-        timeout=args.duration + args.warmup + 120,
+        env={**os.environ, "WARMUP_S": "0"},
+        timeout=seconds + 120,
     )
     if r.returncode != 0:
         log(f"load.sh failed ({r.returncode}): {r.stderr[-2000:]}")
         return {"label": label, "concurrency": conc, "failed": True, "stderr": r.stderr[-500:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_load(url: str, conc: int, args, work: Path, label: str, roles: dict) -> dict:
+    """Warm-up run, drain pause, then the measured load.sh run with CPU accounting around it.
+
+    ``roles`` maps process group -> function(pid, cmdline) -> "frontend" | "model" | "other".
+    Per measured run: CPU seconds per role / requests (µs per request), and the share of the
+    machine's busy CPU that was neither ours (server processes, wrk) = other sessions' load."""
+    if args.warmup:
+        load_sh(url, conc, args.warmup, work, label + "-warmup")
+        time.sleep(args.drain)
+    before, m0, c0 = proc_cpu(set(roles)), machine_cpu(), children_cpu()
+    r = load_sh(url, conc, args.duration, work, label)
+    after, m1, c1 = proc_cpu(set(roles)), machine_cpu(), children_cpu()
+    if r.get("failed"):
+        return r
+    used = {"frontend": 0.0, "model": 0.0, "other": 0.0}
+    for pid, (cpu, cmd, pgid) in after.items():
+        used[roles[pgid](pid, cmd)] += cpu - before.get(pid, (0.0,))[0]
+    load_gen = c1 - c0  # load.sh, curl and wrk (waited children)
+    busy, total = m1[0] - m0[0], m1[1] - m0[1]
+    foreign = max(0.0, busy - sum(used.values()) - load_gen)
+    n = max(1, r["requests"])
+    r.update(
+        frontend_us_per_req=round(used["frontend"] / n * 1e6, 1),
+        model_us_per_req=round(used["model"] / n * 1e6, 1),
+        wrk_us_per_req=round(load_gen / n * 1e6, 1),
+        machine_busy_pct=round(100 * busy / total, 1) if total else None,
+        foreign_cpu_pct=round(100 * foreign / total, 1) if total else None,
+        loadavg_1m=os.getloadavg()[0],
+    )
+    return r
 
 
 def snapshot(rev: str, dest: Path) -> str:
@@ -278,7 +348,20 @@ def find_run_dir(tmpdir: Path, port: int) -> str:
     raise RuntimeError(f"no hookserve-* run folder with inference port {port} under {tmpdir}")
 
 
-def measure_stack(stack, p, serve_port, run_dir, body, work, logs, runs, concs, args, rows, checks) -> None:
+def serve_role(model_pids: set[int], frontend_measured: bool):
+    """Roles in the serve's process group: model workers, the manager, the gunicorn master + asgi worker."""
+
+    def role(pid: int, cmd: str) -> str:
+        if pid in model_pids:
+            return "model"
+        if "hookserve.manager" in cmd:
+            return "other"  # the manager: idle while serving
+        return "frontend" if frontend_measured else "other"  # its own asgi frontend, idle unless asgi-1
+
+    return role
+
+
+def measure_stack(stack, p, serve, model_pids, serve_port, run_dir, body, work, logs, runs, concs, args, rows, checks):
     """Start the stack's frontend (unless it is the serve's own), check replies, run the ladder, stop it."""
     desc, gargs, env = STACKS[stack]
     proc = None
@@ -291,20 +374,24 @@ def measure_stack(stack, p, serve_port, run_dir, body, work, logs, runs, concs, 
             env={"HOOKSERVE_RUN_DIR": run_dir, **env},
         )
     url = f"http://127.0.0.1:{port}/predictions/mlp"
+    roles = {serve.pid: serve_role(model_pids, frontend_measured=proc is None)}
+    if proc is not None:
+        roles[proc.pid] = lambda pid, cmd: "frontend"
     try:
         if proc is not None:
             wait_ready(url, body, proc, 60)
         checks.setdefault(stack, []).append({"pass": p, **check_replies(url, work)})
         for c in concs:
             t0 = time.time()
-            r = run_load(url, c, args, work, stack)
+            r = run_load(url, c, args, work, stack, roles)
             r.update(stack=stack, description=desc, **{"pass": p}, wall_s=round(time.time() - t0, 1))
             rows.append(r)
             with open(runs, "a") as f:
                 f.write(json.dumps(r) + "\n")
             log(
                 f"pass {p} {stack} c={c}: {r.get('rps', 0):.0f} req/s p50 {r.get('p50_ms')} "
-                f"p99 {r.get('p99_ms')} errors {r.get('errors')}"
+                f"p99 {r.get('p99_ms')} errors {r.get('errors')} frontend {r.get('frontend_us_per_req')} us/req "
+                f"model {r.get('model_us_per_req')} us/req foreign {r.get('foreign_cpu_pct')}% cpu"
             )
     finally:
         if proc is not None:
@@ -316,25 +403,51 @@ def fmt(v, nd=1):
 
 
 def write_table(rows: list[dict], out: Path, stacks: list[str], concs: list[int], passes: int) -> str:
-    lines = [
-        "| stack | conc | "
-        + " | ".join(f"pass {p}: req/s, p50, p99 ms, err" for p in range(1, passes + 1))
-        + " | mean req/s |",
+    """Two Markdown tables: load (req/s, latency, errors) and CPU per request, one column per pass."""
+    ps = range(1, passes + 1)
+
+    def get(stack, p, c):
+        r = next((x for x in rows if x["stack"] == stack and x["pass"] == p and x["concurrency"] == c), None)
+        return None if r is None or r.get("failed") else r
+
+    load = [
+        "| stack | conc | " + " | ".join(f"pass {p}: req/s / p50 / p99 ms / errors" for p in ps) + " | mean req/s |",
         "|---|---:|" + "---|" * passes + "---:|",
+    ]
+    cpu = [
+        "| stack | conc | "
+        + " | ".join(f"pass {p}: frontend / model µs per req, foreign CPU %" for p in ps)
+        + " | mean frontend µs/req | frontend ÷ model |",
+        "|---|---:|" + "---|" * passes + "---:|---:|",
     ]
     for stack in stacks:
         for c in concs:
-            cells, rps = [], []
-            for p in range(1, passes + 1):
-                r = next((x for x in rows if x["stack"] == stack and x["pass"] == p and x["concurrency"] == c), None)
-                if r is None or r.get("failed"):
-                    cells.append("failed" if r else "-")
-                    continue
-                rps.append(r["rps"])
-                cells.append(f"{r['rps']:.0f}, {fmt(r['p50_ms'])}, {fmt(r['p99_ms'])}, {r['errors']}")
-            mean = f"{sum(rps) / len(rps):.0f}" if rps else "-"
-            lines.append(f"| {stack} | {c} | " + " | ".join(cells) + f" | {mean} |")
-    text = "\n".join(lines) + "\n"
+            found = [get(stack, p, c) for p in ps]
+            ok = [r for r in found if r]
+            mean_rps = f"{sum(r['rps'] for r in ok) / len(ok):.0f}" if ok else "-"
+            mean_fe = f"{sum(r['frontend_us_per_req'] for r in ok) / len(ok):.0f}" if ok else "-"
+            # the model workers are the same processes for every stack: their µs/req tracks how slow
+            # the (shared) machine was during that run, so this ratio is the steadier comparison
+            ratio = f"{sum(r['frontend_us_per_req'] / r['model_us_per_req'] for r in ok) / len(ok):.2f}" if ok else "-"
+            load.append(
+                f"| {stack} | {c} | "
+                + " | ".join(
+                    f"{r['rps']:.0f} / {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} / {r['errors']}" if r else "failed"
+                    for r in found
+                )
+                + f" | {mean_rps} |"
+            )
+            cpu.append(
+                f"| {stack} | {c} | "
+                + " | ".join(
+                    f"{r['frontend_us_per_req']:.0f} / {r['model_us_per_req']:.0f}, {fmt(r['foreign_cpu_pct'], 0)}"
+                    if r
+                    else "failed"
+                    for r in found
+                )
+                + f" | {mean_fe} | {ratio} |"
+            )
+    text = "\n".join(load) + "\n\n" + "\n".join(cpu) + "\n"
     (out / "results.md").write_text(text)
     return text
 
@@ -348,6 +461,7 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--stacks", default=DEFAULT_STACKS)
     ap.add_argument("--concurrencies", default="1,8,64")
+    ap.add_argument("--table-only", action="store_true", help="only rewrite OUT/results.md from OUT/runs.jsonl")
     ap.add_argument("--rev", default="HEAD", help="hookserve commit to measure (git archive), or 'worktree'")
     args = ap.parse_args()
     stacks = args.stacks.split(",")
@@ -360,6 +474,10 @@ def main() -> int:
             f"{VENV_BIN}/python -m pip install --target {UVLOOP_PATH} uvloop (or drop the stack)"
         )
     concs = [int(c) for c in args.concurrencies.split(",")]
+    if args.table_only:
+        rows = [json.loads(line) for line in Path(args.out, "runs.jsonl").read_text().splitlines()]
+        print(write_table(rows, Path(args.out), stacks, concs, args.passes))
+        return 0
     out = Path(args.out or tempfile.mkdtemp(prefix="frontend-stacks-"))
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
@@ -435,7 +553,9 @@ def main() -> int:
         for p in range(1, args.passes + 1):
             for stack in stacks if p % 2 else list(reversed(stacks)):
                 try:
-                    measure_stack(stack, p, port, run_dir, body, work, logs, runs, concs, args, rows, checks)
+                    measure_stack(
+                        stack, p, serve, set(workers), port, run_dir, body, work, logs, runs, concs, args, rows, checks
+                    )
                 except RuntimeError as exc:
                     log(f"pass {p} {stack} failed: {exc}")
                     checks.setdefault(stack, []).append({"pass": p, "failed": str(exc)})

@@ -23,10 +23,16 @@ from pathlib import Path
 
 import falcon
 import orjson
+
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError, ModelNotFound, RequestTooLarge, ServiceUnavailable, WorkerDied
 from hookserve.plugins.http.bodies import body_fields, query_fields
-from hookserve.protocol import FRAME_HEADER, WorkRequest, decode_reply, encode_request
+from hookserve.protocol import FRAME_HEADER, Reply, WorkRequest, encode_request
+
+try:  # workers also send {"started": [ids]} notices (protocol since 38fc7c0)
+    from hookserve.protocol import decode_worker_frame
+except ImportError:  # older protocol: every frame from a worker is a reply
+    from hookserve.protocol import decode_reply as decode_worker_frame
 
 SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
@@ -78,6 +84,22 @@ class SyncModelClient:
         reader.close()
         sock.close()
 
+    @staticmethod
+    def _read_reply(reader) -> Reply:
+        """Frames until the reply; ``started`` notices (a list of ids) are skipped."""
+        while True:
+            header = reader.read(FRAME_HEADER.size)
+            if len(header) < FRAME_HEADER.size:
+                raise ConnectionError("worker closed the connection")
+            meta_len, payload_len = FRAME_HEADER.unpack(header)
+            meta = reader.read(meta_len)
+            payload = reader.read(payload_len) if payload_len else b""
+            if len(meta) < meta_len or len(payload) < payload_len:
+                raise ConnectionError("worker closed the connection")
+            frame = decode_worker_frame(meta, payload)
+            if isinstance(frame, Reply):
+                return frame
+
     def submit(self, model: str, version: str | None, request: WorkRequest):
         info = self.resolve(model, version)
         sockets = [w["socket"] for w in info["workers"] if w["state"] == "READY"]
@@ -91,21 +113,13 @@ class SyncModelClient:
             sock.settimeout(float(info["response_timeout_s"]))
             try:
                 sock.sendall(b"".join(encode_request(request)))
-                header = reader.read(FRAME_HEADER.size)
-                if len(header) < FRAME_HEADER.size:
-                    raise ConnectionError("worker closed the connection")
-                meta_len, payload_len = FRAME_HEADER.unpack(header)
-                meta = reader.read(meta_len)
-                payload = reader.read(payload_len) if payload_len else b""
-                if len(meta) < meta_len or len(payload) < payload_len:
-                    raise ConnectionError("worker closed the connection")
+                reply = self._read_reply(reader)
             except TimeoutError:
                 self._drop(path)  # a late reply must not be read by the next request
                 raise ResponseTimeout(f"the model did not answer within {info['response_timeout_s']}s") from None
             except OSError:
                 self._drop(path)
                 raise WorkerDied("the model worker died while handling the request") from None
-            reply = decode_reply(meta, payload)
             if reply.id != request.id:  # cannot happen with one request per connection at a time
                 self._drop(path)
                 raise WorkerDied(f"reply id {reply.id} for request {request.id}")
