@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -186,8 +187,21 @@ class ModelManager:
         for worker in version.workers:
             self.retire(version, worker, delay=RETIRE_DELAY_S if version.state == "READY" else 0.0)
         version.workers = []
+        gone = ManagementError(
+            500,
+            "InternalServerException",
+            f"Model {version.name} version {version.version} was unregistered before its workers were ready",
+        )
+        for waiter in version.waiters:
+            waiter.conn.fail(gone)
+        version.waiters = []
         self._routes_dirty = True
         self._cleanup_if_idle(version)
+
+    def discard(self, archive: ModelArchive) -> None:
+        """Drop an archive opened for nothing: its extracted copy, never a folder used in place."""
+        if Path(archive.model_dir).is_relative_to(self.extract_root):
+            shutil.rmtree(archive.model_dir, ignore_errors=True)
 
     def _cleanup_if_idle(self, version: ModelVersion) -> None:
         if version.owns_model_dir and not any(v is version for v, _ in self.retiring):
@@ -226,11 +240,11 @@ class ModelManager:
             return
         if archive.name in restored:
             log.info("model %s comes from the snapshot; --models entry %s skipped", archive.name, source)
-            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            self.discard(archive)
             return
         if archive.version in self.models.get(archive.name, {}):
             log.error("model %s version %s is given twice at start; %s skipped", archive.name, archive.version, source)
-            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            self.discard(archive)
             return
         settings = model_settings(archive, self.config, self.gpu_count, {})
         self.add_version(archive, source, settings, at_startup=True, workers=settings["min_workers"])
@@ -280,6 +294,9 @@ class ModelManager:
         if not url:
             raise ManagementError(400, "BadRequestException", "Parameter url is required.")
         name = message.get("model_name")
+        for key, value in (("url", url), ("model_name", name)):
+            if value is not None and not isinstance(value, str):
+                raise ManagementError(400, "BadRequestException", f"Parameter {key} must be a string")
         if name is not None:
             validate_name("model_name", name)
         if message.get("runtime") not in (None, "python", "python3"):
@@ -287,8 +304,13 @@ class ModelManager:
                 400, "BadRequestException", f"runtime {message['runtime']!r} is not supported (python only)"
             )
         archive = self.open_model(url, name, message.get("handler"))
+        try:
+            validate_name("model version", archive.version)
+        except ManagementError:
+            self.discard(archive)
+            raise
         if archive.version in self.models.get(archive.name, {}):
-            shutil.rmtree(archive.model_dir, ignore_errors=True)
+            self.discard(archive)
             raise ManagementError(
                 409,
                 "ConflictStatusException",
@@ -299,6 +321,10 @@ class ModelManager:
         workers = settings["min_workers"] if workers is None else int(workers)
         version = self.add_version(archive, url, settings, at_startup=False, workers=workers)
         done = f'Model "{archive.name}" Version: {archive.version} registered with {workers} initial workers'
+        if workers == 0:  # TorchServe's answer, synchronous or not
+            self.changed()
+            conn.answer(200, {"status": f"{done}. Use scale workers API to add workers for the model."})
+            return
         self._answer_or_wait(conn, version, message, done)
 
     def op_scale(self, conn: ControlServerSide, message: dict) -> None:
@@ -315,7 +341,9 @@ class ModelManager:
             )
         version.settings.update(min_workers=low, max_workers=high)
         self.scale_to(version, low)
-        done = f"Workers scaled to {low} for model: {version.name}, version: {version.version}"
+        done = f"Workers scaled to {low} for model: {version.name}"
+        if message.get("version"):  # TorchServe names the version only when the path did
+            done += f", version: {version.version}"
         self._answer_or_wait(conn, version, message, done)
 
     def op_set_default(self, conn: ControlServerSide, message: dict) -> None:
@@ -369,7 +397,11 @@ class ModelManager:
         self.publish()
         folder = self.config.snapshot_folder()
         if folder is not None:
-            write_snapshot(folder, self.snapshot())
+            try:
+                write_snapshot(folder, self.snapshot())
+            except OSError as exc:
+                # the change itself is made and must be reported as made; a restart will miss it
+                log.error("cannot write the snapshot in %s: %s", folder, exc)
 
     def snapshot(self) -> dict:
         return {
@@ -521,13 +553,13 @@ class ModelManager:
         )
         if version.loaded_at_startup:
             self.failed[version.name] = reason
+        waiters, version.waiters = version.waiters, []
         if self.models.get(version.name, {}).get(version.version) is version:
             self.remove_version(version)
             self.changed()
         # answered after the routes no longer show it: the caller's next request must not
-        for waiter in version.waiters:
+        for waiter in waiters:
             waiter.conn.fail(error)
-        version.waiters = []
 
     def reap(self) -> None:
         while True:
@@ -557,9 +589,21 @@ class ModelManager:
                     return
 
     def _on_crash(self, version: ModelVersion, worker: Worker, pid: int, status: int) -> None:
-        worker.state, worker.pid = "DEAD", 0
+        worker.pid = 0  # reaped: never signal that pid again
+        if not self.stopping:
+            # its last words first (READY, or FAILED with the reason), when they are still unread
+            while worker.status_fd >= 0 and select.select([worker.status_fd], [], [], 0)[0]:
+                self.on_status(version, worker)
+        loading = worker.state == "STARTING"
+        worker.state = "DEAD"
         self._routes_dirty = True
-        if self.stopping:
+        if self.stopping or self.models.get(version.name, {}).get(version.version) is not version:
+            return
+        if loading and version.state != "READY":
+            # died loading without a word (os._exit, a signal): no better on retry, like FAILED
+            self.on_startup_failure(
+                version, worker, f"the worker exited while loading the model: {describe_exit(status)}"
+            )
             return
         if time.time() - worker.started_at > STABLE_AFTER_S:
             worker.restarts = 0

@@ -170,7 +170,7 @@ class ModelClient:
         self.run_dir = run_dir
         self.routes_path = Path(run_dir) / ROUTES_FILE
         self.routes: dict = {"models": {}, "failed": {}}
-        self._mtime_ns = -1
+        self._stamp: tuple[int, int, int] | None = None
         self.connections: dict[str, WorkerConnection] = {}
         self.job_queue_size = job_queue_size
         self.queued: Counter[tuple[str, str]] = Counter()
@@ -178,11 +178,14 @@ class ModelClient:
 
     def refresh(self) -> dict:
         try:
-            mtime_ns = os.stat(self.routes_path).st_mtime_ns
+            st = os.stat(self.routes_path)
         except FileNotFoundError:
             return self.routes
-        if mtime_ns != self._mtime_ns:
-            self._mtime_ns = mtime_ns
+        # each publish is a new file (written aside, then renamed): the inode tells even
+        # where two publishes share a coarse mtime
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
             self.routes = orjson.loads(self.routes_path.read_bytes())
         return self.routes
 
@@ -220,6 +223,11 @@ class ModelClient:
                 route = self.resolve(model, version)
                 sockets = [s for s in route.ready_sockets if self.unreachable.get(s, 0.0) <= loop.time()]
                 if not sockets:
+                    if not route.info["workers"]:
+                        raise ServiceUnavailable(
+                            f"Model {model} version {route.version} has no worker; "
+                            f"scale it up with PUT /models/{model}?min_worker=N"
+                        )
                     # every worker is (re)starting: wait up to responseTimeout for one
                     now = loop.time()
                     waiting_since = now if waiting_since is None else waiting_since

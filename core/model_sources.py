@@ -52,6 +52,9 @@ def resolve_model_url(url: str, config: ServerConfig, *, trusted: bool = False) 
         in_store = Path(config.model_store or ".") / local
         if in_store.exists() or not parts.scheme:
             return str(in_store if in_store.exists() else Path(local))
+    # TorchServe's rule: an allowed_urls prefix followed by "../" must not reach beyond it
+    if ".." in parts.path.split("/"):
+        raise ManagementError(404, "ModelNotFoundException", f"Relative path is not allowed in url: {url}")
     if parts.scheme in ("http", "https"):
         _check_allowed(url, config)
         return _download(url, config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -76,6 +77,12 @@ CONFIG_HANDLER = """
         if data is None:
             return None
         return [{"batch_size": context.system_properties["batch_size"], "pid": os.getpid()} for _ in data]
+
+
+    def shout(data, context):
+        if data is None:
+            return None
+        return [{"handler": "shout"} for _ in data]
 """
 
 MODEL_CONFIG = """
@@ -96,6 +103,19 @@ BROKEN_HANDLER = """
             return data
 """
 
+# Dies in initialize without a word: no exception for the worker to report.
+EXITING_HANDLER = """
+    import os
+
+
+    class Exits:
+        def initialize(self, context):
+            os._exit(3)
+
+        def handle(self, data, context):
+            return data
+"""
+
 SLOW_HANDLER = """
     import time
 
@@ -107,6 +127,30 @@ SLOW_HANDLER = """
         def handle(self, data, context):
             return data
 """
+
+# An installed plugin that places workers of models named gpuish* on two pretend GPUs, as
+# the builtin round-robin does with real ones (the handler falls back to the CPU without CUDA).
+FAKE_GPU_PLUGIN = """
+from hookserve.hookspecs import hookimpl
+
+
+@hookimpl
+def hookserve_select_device(request):
+    if request.model_name.startswith("gpuish"):
+        return f"cuda:{request.worker_index % 2}"
+    return None
+"""
+
+
+def fake_gpu_site(work: Path) -> Path:
+    site = work / "site"
+    info = site / "fake_gpus-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-gpus\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[hookserve]\nfakegpus = fake_gpus_plugin\n")
+    (site / "fake_gpus_plugin.py").write_text(FAKE_GPU_PLUGIN)
+    return site
+
 
 # The server's own setting, between model-config.yaml and the built-in default of 100 ms.
 SERVER_MAX_BATCH_DELAY = 42
@@ -179,6 +223,7 @@ def server(tmp_path_factory):
     archive(work, "broken", "handler.py", files={"handler.py": BROKEN_HANDLER})
     archive(work, "folder", "handler.py", files={"handler.py": CONFIG_HANDLER}, archive_format="no-archive")
     archive(work, "slow", "handler.py", files={"handler.py": SLOW_HANDLER})
+    archive(work, "exits", "handler.py", files={"handler.py": EXITING_HANDLER})
     srv = Server(
         [
             "--model-store",
@@ -191,6 +236,7 @@ def server(tmp_path_factory):
             str(SERVER_MAX_BATCH_DELAY),
         ],
         work,
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(fake_gpu_site(work)), os.environ.get("PYTHONPATH")]))},
     ).start()
     try:
         srv.wait_healthy()
@@ -203,7 +249,8 @@ def server(tmp_path_factory):
 
 
 def mgmt(server: Server, method: str, path: str, **kwargs) -> requests.Response:
-    return requests.request(method, server.url(path, "management"), timeout=60, **kwargs)
+    kwargs.setdefault("timeout", 60)
+    return requests.request(method, server.url(path, "management"), **kwargs)
 
 
 def predict(server: Server, path: str, value: float = 3.0) -> requests.Response:
@@ -338,6 +385,18 @@ def test_register_with_a_json_body(server, cleanup):
     assert predict(server, "/predictions/regjson", 2.0).json()["y"] == 20.0
 
 
+def test_register_with_another_handler(server, cleanup):
+    cleanup.append("shouted")
+    params = {"url": "cfg.mar", "model_name": "shouted", "handler": "handler:shout", "initial_workers": "1"}
+    assert mgmt(server, "POST", "/models", params=params).status_code == 200
+    assert predict(server, "/predictions/shouted").json() == {"handler": "shout"}
+    # and the archive's own handler without the parameter
+    cleanup.append("unshouted")
+    params = {"url": "cfg.mar", "model_name": "unshouted", "initial_workers": "1"}
+    assert mgmt(server, "POST", "/models", params=params).status_code == 200
+    assert "batch_size" in predict(server, "/predictions/unshouted").json()
+
+
 def test_register_asynchronously_is_202_and_the_workers_follow(server, cleanup):
     cleanup.append("regasync")
     reply = mgmt(
@@ -419,6 +478,10 @@ def test_register_errors_have_torchserve_codes(server, params, code, type_, mess
 def test_register_errors_in_a_json_body(server):
     assert mgmt(server, "POST", "/models", json={"model_name": "x"}).status_code == 400
     assert mgmt(server, "POST", "/models", json={"url": "ver.mar", "batch_size": "x"}).status_code == 400
+    for body in ({"url": 5}, {"url": ["ver.mar"]}, {"url": "ver.mar", "model_name": 7}):
+        wrong_type = mgmt(server, "POST", "/models", json=body)
+        assert wrong_type.status_code == 400, (body, wrong_type.text)
+        assert wrong_type.json()["type"] == "BadRequestException"
     not_json = mgmt(server, "POST", "/models", data=b"{oops", headers={"content-type": "application/json"})
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["message"]
     # a second registration of the same version, whatever the name it came from, is a conflict
@@ -462,16 +525,48 @@ def test_initialize_failure_is_500_with_the_reason_and_leaves_nothing(server):
     _leaves_nothing(server, "broken", before)
 
 
+def test_a_worker_dying_in_initialize_is_500_and_leaves_nothing(server):
+    before = worker_pids(server)
+    started = time.monotonic()
+    reply = mgmt(server, "POST", "/models", params={"url": "exits.mar", "initial_workers": "2"}, timeout=30)
+    assert reply.status_code == 500, reply.text
+    assert "exit code 3" in reply.json()["message"]
+    assert time.monotonic() - started < 10
+    _leaves_nothing(server, "exits", before)
+
+
 def test_startup_timeout_is_500_and_leaves_nothing(server):
     before = worker_pids(server)
     started = time.monotonic()
-    reply = mgmt(
-        server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "2"}
-    )
+    reply = mgmt(server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "2"})
     elapsed = time.monotonic() - started
     assert reply.status_code == 500, reply.text
     assert "startupTimeout=2" in reply.json()["message"]
     assert 2 <= elapsed < 20
+    _leaves_nothing(server, "slow", before)
+
+
+def test_unregister_during_a_synchronous_registration_answers_it(server):
+    before = worker_pids(server)
+    answers = []
+    register = threading.Thread(
+        target=lambda: answers.append(
+            mgmt(server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "60"})
+        )
+    )
+    register.start()
+    try:
+        wait_for(lambda: mgmt(server, "GET", "/models/slow").status_code == 200, what="slow registered")
+        removed = mgmt(server, "DELETE", "/models/slow")
+        assert removed.status_code == 200, removed.text
+        # the waiting registration is told, rather than left hanging
+        register.join(15)
+        assert not register.is_alive(), "the synchronous registration got no answer"
+        [reply] = answers
+        assert reply.status_code == 500, reply.text
+        assert "unregistered" in reply.json()["message"]
+    finally:
+        register.join(70)
     _leaves_nothing(server, "slow", before)
 
 
@@ -510,9 +605,7 @@ def test_scale_up_and_down_synchronously(server, cleanup):
 
 def test_scale_a_version_asynchronously(server, cleanup):
     cleanup.append("scaledv")
-    assert (
-        mgmt(server, "POST", "/models", params={"url": "ver.mar", "model_name": "scaledv"}).status_code == 200
-    )
+    assert mgmt(server, "POST", "/models", params={"url": "ver.mar", "model_name": "scaledv"}).status_code == 200
     reply = mgmt(server, "PUT", "/models/scaledv/1.0", params={"min_worker": "2"})
     # TorchServe's default for scaling is asynchronous
     assert reply.status_code == 202, reply.text
@@ -597,6 +690,20 @@ def test_describe_has_torchserve_fields_and_each_workers_device(server):
     assert abs(datetime.fromisoformat(worker["startTime"]).timestamp() - time.time()) < 3600
     assert describe(server, "/models/mlp/1.0") == describe(server, "/models/mlp/all")
     assert describe(server, "/models/mlp/1.0")[0]["workers"][0]["pid"] == worker["pid"]
+
+
+def test_describe_shows_each_workers_device(server, cleanup):
+    cleanup.append("gpuish")
+    params = {"url": "ver.mar", "model_name": "gpuish", "initial_workers": "3"}
+    assert mgmt(server, "POST", "/models", params=params).status_code == 200
+    [entry] = describe(server, "/models/gpuish")
+    assert [(w["device"], w["gpu"]) for w in entry["workers"]] == [("cuda:0", True), ("cuda:1", True), ("cuda:0", True)]
+    assert entry["deviceType"] == "gpu"
+    # the placement reaches the handler as system_properties["gpu_id"]
+    assert json.loads(describe(server, "/models/gpuish?customized=true")[0]["customizedMetadata"])["gpu_id"] in (0, 1)
+    assert predict(server, "/predictions/gpuish", 2.0).json()["y"] == 2.0
+    # models the plugin does not claim stay with the builtin placement: CPU here
+    assert [w["device"] for w in describe(server, "/models/mlp")[0]["workers"]] == ["cpu"]
 
 
 def test_describe_unknown_model_or_version_is_404(server):

@@ -6,6 +6,7 @@ manager publishes. Parameters are taken from the query string or from a JSON bod
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,7 +57,7 @@ def memory_usage(pid: int) -> int:
     """Resident bytes of a worker (0 once it is gone)."""
     try:
         with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * 4096
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, IndexError, ValueError):
         return 0
 
