@@ -12,8 +12,10 @@ ready worker, so nothing accepted is lost and nothing runs twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,9 @@ ROUTES_FILE = "routes.json"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2
+# A stat of routes.json per request is measurable; a change is seen within this delay
+# (at once for models this frontend has not seen, and after its own management calls).
+ROUTES_CHECK_S = 0.002
 
 
 class ResponseTimeout(HookserveError):
@@ -84,6 +89,8 @@ class WorkerConnection:
         # fresh connections would all pick the same worker
         self.connecting = 0
         self.closed = False
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
 
     @property
     def in_flight(self) -> int:
@@ -114,24 +121,24 @@ class WorkerConnection:
             while True:
                 frame = decode_worker_frame(*await read_frame(reader))
                 if isinstance(frame, Reply):
-                    entry = pending.pop(frame.id, None)
+                    entry = pending.pop(frame.key, None)
                     if entry is not None:
                         entry.finish()
                         if not entry.future.done():
                             entry.future.set_result(frame)
                     continue
-                for request_id in frame:
-                    entry = pending.get(request_id)
+                for key in frame:
+                    entry = pending.get(key)
                     if entry is not None and not entry.started:
                         # responseTimeout counts from here, as in TorchServe: not the queueing
                         entry.started = True
-                        entry.timer = loop.call_later(entry.timeout, self._expire, request_id)
+                        entry.timer = loop.call_later(entry.timeout, self._expire, key)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         self.close()
 
-    def _expire(self, request_id: str) -> None:
-        entry = self.pending.pop(request_id, None)
+    def _expire(self, key: str) -> None:
+        entry = self.pending.pop(key, None)
         if entry is not None and not entry.future.done():
             entry.future.set_exception(asyncio.TimeoutError())
 
@@ -147,21 +154,33 @@ class WorkerConnection:
                 )
         self.pending.clear()
 
+    def _write(self, buffers: list[bytes]) -> None:
+        """Queue a frame; all frames queued in one turn of the event loop go out in one write."""
+        self._out.extend(buffers)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out, self._out = self._out, []
+        if not self.closed and self._writer is not None:
+            self._writer.writelines(out)
+
     async def send(self, request: WorkRequest, timeout: float) -> Reply:
         """The worker's reply; ``asyncio.TimeoutError`` when it runs past ``timeout`` once started."""
-        writer = await self._ensure_connected()
+        await self._ensure_connected()
         if self.closed:
             raise NotStarted()
-        entry = self.pending[request.id] = Pending(asyncio.get_running_loop().create_future(), timeout)
-        writer.writelines(encode_request(request))
+        entry = self.pending[request.key] = Pending(asyncio.get_running_loop().create_future(), timeout)
+        self._write(encode_request(request))
         try:
             return await entry.future
         except asyncio.CancelledError:
             # the client went away: the worker drops the request if it has not started it
-            self.pending.pop(request.id, None)
+            self.pending.pop(request.key, None)
             entry.finish()
             if not self.closed:
-                writer.writelines(encode_notice({"cancel": request.id}))
+                self._write(encode_notice({"cancel": request.key}))
             raise
 
 
@@ -175,8 +194,15 @@ class ModelClient:
         self.job_queue_size = job_queue_size
         self.queued: Counter[tuple[str, str]] = Counter()
         self.unreachable: dict[str, float] = {}  # socket -> loop time until which it is avoided
+        self._keys = itertools.count()
+        self._checked_at = -1.0
 
-    def refresh(self) -> dict:
+    def refresh(self, force: bool = False) -> dict:
+        """The routes, looked at again at most every ``ROUTES_CHECK_S`` unless forced."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < ROUTES_CHECK_S:
+            return self.routes
+        self._checked_at = now
         try:
             st = os.stat(self.routes_path)
         except FileNotFoundError:
@@ -193,10 +219,16 @@ class ModelClient:
         routes = self.refresh()
         entry = routes["models"].get(model)
         if entry is None:
+            # just registered? the routes may be newer than the last look
+            routes = self.refresh(force=True)
+            entry = routes["models"].get(model)
+        if entry is None:
             reason = routes["failed"].get(model)
             raise ModelNotFound(f"Model {model} failed to load: {reason}" if reason else f"Model not found: {model}")
         number = version or entry["default"]
         info = entry["versions"].get(number)
+        if info is None and version is not None:
+            info = self.refresh(force=True)["models"].get(model, {}).get("versions", {}).get(number)
         if info is None:
             raise ModelNotFound(f"Model version: {number} does not exist for model: {model}")
         return VersionRoute(model, number, info)
@@ -216,6 +248,7 @@ class ModelClient:
                 f"(job_queue_size={self.job_queue_size}); try again later"
             )
         self.queued[key] += 1
+        request.key = f"{next(self._keys):x}"
         loop = asyncio.get_running_loop()
         waiting_since: float | None = None
         try:

@@ -3,19 +3,21 @@
 Every frame is ``!II`` (meta length, payload length), an orjson ``meta`` object, then the
 payload bytes, which travel untouched (no base64, no JSON escaping of bodies).
 
-Request meta: ``{"id", "kind", "headers", "fields": [[name, content_type, length], ...]}``;
-the payload is the fields' bytes one after the other. ``kind`` is ``predict``, ``explain``
-or ``describe``.
+Request meta: ``{"key", "id", "kind", "headers", "fields": [[name, content_type, length],
+...]}``; the payload is the fields' bytes one after the other. ``key`` is the frontend's
+own, unique on its connection; ``id`` is the request id the client and the handler see
+(which a client may choose, so it is never used to match replies). ``kind`` is
+``predict``, ``explain`` or ``describe``.
 
-Reply meta: ``{"id", "status", "headers", "content_type"}`` and the body as payload; an
+Reply meta: ``{"key", "status", "headers", "content_type"}`` and the body as payload; an
 error reply also has ``"error": {"code", "type", "message"}``.
 
-Many requests are in flight on one connection at once; replies carry the request id and
+Many requests are in flight on one connection at once; replies carry the request key and
 may come back in any order.
 
-Two notices travel with an empty payload: the worker sends ``{"started": [ids]}`` when a
+Two notices travel with an empty payload: the worker sends ``{"started": [keys]}`` when a
 batch begins (a request not yet started when its worker goes away is safe to send to
-another worker), and the frontend sends ``{"cancel": id}`` when a client has gone away
+another worker), and the frontend sends ``{"cancel": key}`` when a client has gone away
 (the worker drops that request if it has not started it).
 """
 
@@ -43,11 +45,12 @@ class WorkRequest:
     kind: str
     headers: dict[str, str]
     fields: list[Field]
+    key: str = ""
 
 
 @dataclass
 class Reply:
-    id: str
+    key: str
     status: int
     body: bytes
     content_type: str | None = None
@@ -59,6 +62,7 @@ def encode_request(request: WorkRequest) -> list[bytes]:
     """The frame as a list of buffers, so bodies are written without being joined."""
     meta = orjson.dumps(
         {
+            "key": request.key,
             "id": request.id,
             "kind": request.kind,
             "headers": request.headers,
@@ -78,11 +82,11 @@ def decode_request(meta: bytes, payload: bytes) -> WorkRequest:
         data = payload if length == len(payload) else bytes(view[offset : offset + length])
         fields.append(Field(name, content_type, data))
         offset += length
-    return WorkRequest(info["id"], info["kind"], info["headers"], fields)
+    return WorkRequest(info["id"], info["kind"], info["headers"], fields, info["key"])
 
 
 def encode_reply(reply: Reply) -> list[bytes]:
-    meta = {"id": reply.id, "status": reply.status, "headers": reply.headers, "content_type": reply.content_type}
+    meta = {"key": reply.key, "status": reply.status, "headers": reply.headers, "content_type": reply.content_type}
     if reply.error is not None:
         meta["error"] = reply.error
     data = orjson.dumps(meta)
@@ -95,18 +99,18 @@ def encode_notice(notice: dict) -> list[bytes]:
 
 
 def decode_worker_frame(meta: bytes, payload: bytes) -> Reply | list[str]:
-    """A reply, or the ids of a ``started`` notice."""
+    """A reply, or the keys of a ``started`` notice."""
     info = orjson.loads(meta)
     started = info.get("started")
     if started is not None:
         return started
     return Reply(
-        info["id"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
+        info["key"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
     )
 
 
 def decode_frontend_frame(meta: bytes, payload: bytes) -> WorkRequest | str:
-    """A request, or the id of a ``cancel`` notice."""
+    """A request, or the key of a ``cancel`` notice."""
     if meta.startswith(b'{"cancel"'):
         return orjson.loads(meta)["cancel"]
     return decode_request(meta, payload)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import uvloop
 
 from hookserve.archive import ModelArchive
 from hookserve.context import Context
@@ -91,9 +92,9 @@ def encode_output(item: Any) -> tuple[bytes, str]:
         raise PredictionError(f"handler output of type {type(item).__name__} cannot be sent as JSON: {exc}") from None
 
 
-def error_reply(request_id: str, error: HookserveError) -> Reply:
+def error_reply(key: str, error: HookserveError) -> Reply:
     body = orjson.dumps(error.to_dict())
-    return Reply(request_id, error.code, body, "application/json", error=error.to_dict())
+    return Reply(key, error.code, body, "application/json", error=error.to_dict())
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -115,7 +116,7 @@ class BatchRunner:
                 rows.append({f.name: decode_field(f.content_type, f.data) for f in request.fields})
                 runnable.append(position)
             except BadInput as exc:
-                replies[position] = error_reply(request.id, exc)
+                replies[position] = error_reply(request.key, exc)
         if runnable:
             for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows), strict=False):
                 replies[position] = reply
@@ -124,15 +125,14 @@ class BatchRunner:
     def _handle(self, batch: list[WorkRequest], rows: list[dict]) -> list[Reply]:
         context = self.context
         ids = [r.id for r in batch]
+        keys = [r.key for r in batch]
         extra = KIND_HEADERS.get(batch[0].kind)
         headers = [dict(r.headers, **extra) if extra else r.headers for r in batch]
         context.start_batch(ids, headers)
         try:
             outputs = self.entry.handle(rows, context)
             self._check_outputs(outputs, len(batch))
-            return [
-                self._reply(i, request_id, item) for i, (request_id, item) in enumerate(zip(ids, outputs, strict=False))
-            ]
+            return [self._reply(i, key, item) for i, (key, item) in enumerate(zip(keys, outputs, strict=True))]
         except Exception as exc:
             if isinstance(exc, HookserveError):
                 error = exc
@@ -147,7 +147,7 @@ class BatchRunner:
                 error.message,
                 traceback.format_exc(),
             )
-            return [error_reply(request_id, error) for request_id in ids]
+            return [error_reply(key, error) for key in keys]
 
     @staticmethod
     def _check_outputs(outputs: Any, expected: int) -> None:
@@ -159,16 +159,16 @@ class BatchRunner:
         if len(outputs) != expected:
             raise PredictionError(f"handler returned {len(outputs)} items for a batch of {expected} requests")
 
-    def _reply(self, idx: int, request_id: str, item: Any) -> Reply:
+    def _reply(self, idx: int, key: str, item: Any) -> Reply:
         if isinstance(item, BaseException):
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
-            return error_reply(request_id, error)
+            return error_reply(key, error)
         body, content_type = encode_output(item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
-        return Reply(request_id, processor.get_response_status_code(), body, set_type or content_type, headers)
+        return Reply(key, processor.get_response_status_code(), body, set_type or content_type, headers)
 
 
 class WorkerServer:
@@ -209,7 +209,7 @@ class WorkerServer:
             while True:
                 frame = decode_frontend_frame(*await read_frame(reader))
                 if isinstance(frame, str):
-                    self._cancel(frame)
+                    self._cancel(writer, frame)
                     continue
                 self.queue.append((writer, frame))
                 self.batcher.on_arrival()
@@ -218,9 +218,9 @@ class WorkerServer:
             self.writers.discard(writer)
             writer.close()
 
-    def _cancel(self, request_id: str) -> None:
+    def _cancel(self, writer: asyncio.StreamWriter, key: str) -> None:
         for entry in self.queue:
-            if entry[1].id == request_id:
+            if entry[0] is writer and entry[1].key == key:
                 self.queue.remove(entry)
                 return
 
@@ -251,21 +251,26 @@ class WorkerServer:
         return batch
 
     @staticmethod
-    def _announce(batch: list[tuple[asyncio.StreamWriter, WorkRequest]]) -> None:
-        by_writer: dict[asyncio.StreamWriter, list[str]] = {}
-        for writer, request in batch:
-            by_writer.setdefault(writer, []).append(request.id)
-        for writer, ids in by_writer.items():
+    def _by_writer(batch: list[tuple[asyncio.StreamWriter, WorkRequest]], frames: list[list[bytes]]) -> None:
+        """Write each connection's frames in one go: one system call per frontend, not per request."""
+        out: dict[asyncio.StreamWriter, list[bytes]] = {}
+        for (writer, _), frame in zip(batch, frames, strict=True):
+            out.setdefault(writer, []).extend(frame)
+        for writer, buffers in out.items():
             if not writer.is_closing():
-                writer.writelines(encode_notice({"started": ids}))
+                writer.writelines(buffers)
 
     async def _batch_loop(self) -> None:
         while batch := await self._next_batch():
-            self._announce(batch)
-            replies = self.runner.run([request for _, request in batch])
-            for (writer, _), reply in zip(batch, replies, strict=True):
+            # announced before running: a request that was started is never sent elsewhere
+            started: dict[asyncio.StreamWriter, list[str]] = {}
+            for writer, request in batch:
+                started.setdefault(writer, []).append(request.key)
+            for writer, keys in started.items():
                 if not writer.is_closing():
-                    writer.writelines(encode_reply(reply))
+                    writer.writelines(encode_notice({"started": keys}))
+            replies = self.runner.run([request for _, request in batch])
+            self._by_writer(batch, [encode_reply(reply) for reply in replies])
             self.batcher.on_replied(len(batch))
             # let the replies go out and new frames come in before the next batch
             await asyncio.sleep(0)
@@ -304,4 +309,4 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
     server = WorkerServer(BatchRunner(entry, context), batcher)
-    asyncio.run(server.serve(spec.socket_path, lambda: report("READY")))
+    uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -79,6 +79,7 @@ class ManagementResources:
 
     async def manager(self, resp: falcon.asgi.Response, message: dict) -> None:
         status, body = await call_manager(self.config.run_dir, message)
+        self.models.refresh(force=True)  # this frontend's next request sees the change
         resp.status = status
         resp.media = body
 
