@@ -234,15 +234,18 @@ class WorkerServer:
 
     async def _next_batch(self) -> list[tuple[asyncio.StreamWriter, WorkRequest]]:
         """The next batch, or an empty list when a drain has finished."""
-        while not self.queue:
-            if self.draining:
-                if not await self._wait_for_arrival(self.DRAIN_QUIET_S) and not self.queue:
-                    return []
-                continue
-            await self._wait_for_arrival(None)
-        first = time.monotonic()
-        while wait := self.batcher.wait_time(len(self.queue), time.monotonic() - first):
-            if not await self._wait_for_arrival(wait):
+        while True:
+            while not self.queue:
+                if self.draining:
+                    if not await self._wait_for_arrival(self.DRAIN_QUIET_S) and not self.queue:
+                        return []
+                    continue
+                await self._wait_for_arrival(None)
+            first = time.monotonic()
+            while wait := self.batcher.wait_time(len(self.queue), time.monotonic() - first):
+                if not await self._wait_for_arrival(wait):
+                    break
+            if self.queue:  # cancels may have emptied it while we waited
                 break
         kind = self.queue[0][1].kind
         batch = [self.queue.popleft()]
