@@ -30,8 +30,9 @@ URL="http://127.0.0.1:$PORT/predictions/mlp"
 WRK_BODY_FILE=work/sample.json wrk -t1 -c"$C" -d3s -s "$SHARED/post.lua" "$URL" >/dev/null 2>&1   # warm-up
 declare -A BEFORE; PIDS=$(tree $MASTER)
 for p in $PIDS; do BEFORE[$p]=$(awk '{print $14+$15}' /proc/$p/stat); done
-FRONTEND=$(for p in $PIDS; do [ "$(role $p)" = frontend ] && echo $p; done | head -1)
-WORKER=$(for p in $PIDS; do [ "$(role $p)" = model-worker ] && echo $p; done | head -1)
+first_of() { for p in $PIDS; do if [ "$(role "$p")" = "$1" ]; then echo "$p"; return; fi; done; }
+FRONTEND=$(first_of frontend)
+WORKER=$(first_of model-worker)
 "$BIN/py-spy" record -p "$FRONTEND" -d 8 -r 500 -f raw -o frontend.spy >/dev/null 2>&1 &
 "$BIN/py-spy" record -p "$WORKER" -d 8 -r 500 -f raw -o worker.spy >/dev/null 2>&1 &
 WRK_BODY_FILE=work/sample.json wrk -t1 -c"$C" -d10s --latency -s "$SHARED/post.lua" "$URL" > wrk.txt 2>&1
