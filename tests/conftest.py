@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hookserve.pluginmanager import Hooks, create_plugin_manager
+
 
 @pytest.fixture
 def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -17,3 +19,9 @@ def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for name, module in list(sys.modules.items()):
         if Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(tmp_path.resolve()):
             del sys.modules[name]
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    """Hooks over the builtin plugins only (no installed entry points)."""
+    return Hooks(create_plugin_manager(entry_points=False))

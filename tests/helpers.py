@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -40,10 +42,70 @@ def process_group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...); None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as gone)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def cmdline(pid: int) -> list[str]:
+    """The arguments ``pid`` was started with (none once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")]
+
+
+def wait_for(condition, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``condition`` until it gives a true value, and return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+def wait_ping(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
+    """Wait until ``url``/ping answers 200; fail with the log if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server not healthy after {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def pythonpath(site: Path) -> str:
+    """``PYTHONPATH`` with ``site`` in front of the inherited one."""
+    return os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+
+
 class Server:
     """``hookserve serve`` in its own process group, on free loopback ports."""
 
-    def __init__(self, args: list[str], workdir: Path, env: dict | None = None):
+    def __init__(self, args: list[str], workdir: Path, env: dict | None = None, cwd: Path | None = None):
         self.ports = {name: free_port() for name in ("inference", "management", "metrics")}
         self.args = list(args)
         if not {"--snapshot-dir", "--no-snapshot", "--ncs"} & set(self.args):
@@ -52,6 +114,7 @@ class Server:
             self.args += [f"--{name}-address", f"127.0.0.1:{port}"]
         self.log_path = workdir / f"server-{self.ports['inference']}.log"
         self.env = dict(os.environ, **(env or {}))
+        self.cwd = cwd
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Server:
@@ -62,6 +125,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         return self
 
@@ -72,17 +136,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if requests.get(self.url("/ping"), timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not healthy after {timeout}s:\n{self.log()}")
+        wait_ping(self.url(""), self.process, self.log_path, timeout)
 
     def pids(self) -> list[int]:
         return process_group_pids(self.process.pid)
@@ -103,6 +157,26 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """``server`` started and healthy for the block, stopped after it."""
+    server.start()
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def post(server: Server, path: str, **kwargs) -> requests.Response:
+    return requests.post(server.url(path), timeout=30, **kwargs)
+
+
+def mgmt(server: Server, method: str, path: str, **kwargs) -> requests.Response:
+    kwargs.setdefault("timeout", 60)
+    return requests.request(method, server.url(path, "management"), **kwargs)
 
 
 def archive(
@@ -152,36 +226,13 @@ def mlp_weights(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def mlp_archive(workdir: Path, name: str = "mlp", extra_flags: list[str] = ()) -> Path:
+def mlp_archive(workdir: Path, name: str = "mlp") -> Path:
     """The demo MLP (eager model file + state dict) with the demo's batched handler."""
     src = workdir / f"src-{name}"
     src.mkdir(parents=True, exist_ok=True)
     weights = mlp_weights(src / "mlp.pt")
-    export = workdir / "store"
-    export.mkdir(parents=True, exist_ok=True)
-    assert (
-        hookserve_main(
-            [
-                "archive",
-                "--model-name",
-                name,
-                "--version",
-                "1.0",
-                "--handler",
-                str(DEMO_DIR / "handler.py"),
-                "--model-file",
-                str(DEMO_DIR / "model.py"),
-                "--serialized-file",
-                str(weights),
-                "--export-path",
-                str(export),
-                "--force",
-                *extra_flags,
-            ]
-        )
-        == 0
-    )
-    return export / f"{name}.mar"
+    flags = ["--version", "1.0", "--model-file", str(DEMO_DIR / "model.py"), "--serialized-file", str(weights)]
+    return archive(workdir, name, str(DEMO_DIR / "handler.py"), flags=flags)
 
 
 def mlp_expected(rows: list[list[float]]) -> list[dict]:
@@ -192,6 +243,67 @@ def mlp_expected(rows: list[list[float]]) -> list[dict]:
     return [{"class": int(s.argmax()), "scores": s.tolist()} for s in scores]
 
 
+# A real torch model: y = w * x, with w stored in each version's weights.
+SCALE_MODEL = """
+import torch
+
+
+class Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 1, bias=False)
+
+    def forward(self, x):
+        return self.linear(x)
+"""
+
+# A BaseHandler subclass: the model comes from the archive, the answer names the version
+# the worker loaded (from the manifest) and the worker's pid.
+VERSION_HANDLER = """
+import json
+import os
+
+import torch
+
+from hookserve.handlers.base_handler import BaseHandler
+
+
+class VersionHandler(BaseHandler):
+    def preprocess(self, data):
+        return torch.tensor([[float(row.get("body"))] for row in data])
+
+    def postprocess(self, data):
+        version = self.context.manifest["model"]["modelVersion"]
+        return [{"version": version, "y": round(float(v), 4), "pid": os.getpid()} for v in data[:, 0]]
+
+    def describe_handle(self):
+        props = self.context.system_properties
+        return json.dumps(
+            {
+                "handler": type(self).__name__,
+                "version": self.context.manifest["model"]["modelVersion"],
+                "batch_size": props["batch_size"],
+                "gpu_id": props["gpu_id"],
+            }
+        )
+"""
+
+
+def scale_archive(work: Path, version: str, factor: float, file_name: str, name: str = "ver") -> Path:
+    """An archive of the Scale model (weight ``factor``) as ``store/<file_name>.mar``."""
+    weights = work / f"weights-{file_name}" / "scale.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"linear.weight": torch.tensor([[factor]])}, weights)
+    packed = archive(
+        work,
+        name,
+        "handler.py",
+        files={"model.py": SCALE_MODEL, "handler.py": VERSION_HANDLER},
+        flags=["--version", version, "--model-file", "model.py", "--serialized-file", str(weights)],
+    )
+    return packed.rename(packed.with_name(f"{file_name}.mar"))
+
+
 def folder_archive(model_dir: Path, files: dict[str, str] | None = None, name: str = "m", **model: str):
     """A folder archive written in place: ``files`` plus a manifest with ``model`` keys."""
     from hookserve.archive import open_archive
@@ -200,6 +312,23 @@ def folder_archive(model_dir: Path, files: dict[str, str] | None = None, name: s
         (model_dir / filename).parent.mkdir(parents=True, exist_ok=True)
         (model_dir / filename).write_text(text)
     (model_dir / "MAR-INF").mkdir(parents=True, exist_ok=True)
-    manifest = {"runtime": "python", "model": {"modelName": name, "modelVersion": "1.0", **model}}
-    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
+    (model_dir / "MAR-INF" / "MANIFEST.json").write_bytes(manifest_json(name, **model))
     return open_archive(model_dir, model_dir / "work")
+
+
+def manifest_json(name: str = "m", **model: str) -> bytes:
+    """A ``MAR-INF/MANIFEST.json``: version 1.0 of ``name`` with ``model`` keys."""
+    return json.dumps({"runtime": "python", "model": {"modelName": name, "modelVersion": "1.0", **model}}).encode()
+
+
+def fake_distribution(
+    site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> None:
+    """A distribution as pip leaves it: a ``.dist-info`` with METADATA and entry points."""
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[hookserve]\n{lines}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import manifest_json
 from hookserve.archive import ArchiveOptions, ModelArchive, open_archive, write_archive
 from hookserve.archiver import add_archive_arguments, run_archive
 from hookserve.errors import ArchiveError
@@ -106,10 +107,6 @@ def symlink_info(name: str, target: str) -> tarfile.TarInfo:
     info.type = tarfile.SYMTYPE
     info.linkname = target
     return info
-
-
-def manifest_bytes(**model) -> bytes:
-    return json.dumps({"runtime": "python", "model": {"modelName": "m", "modelVersion": "1.0", **model}}).encode()
 
 
 EXPECTED_FILES = {
@@ -210,7 +207,7 @@ def test_force_overwrites_each_format(inputs):
 def test_folder_is_used_in_place(tmp_path):
     folder = tmp_path / "resnet"
     (folder / "MAR-INF").mkdir(parents=True)
-    (folder / "MAR-INF" / "MANIFEST.json").write_bytes(manifest_bytes(serializedFile="w.pt", handler="h.py"))
+    (folder / "MAR-INF" / "MANIFEST.json").write_bytes(manifest_json(serializedFile="w.pt", handler="h.py"))
     torch.save({"x": torch.ones(2)}, folder / "w.pt")
     work = tmp_path / "work"
 
@@ -226,11 +223,11 @@ def test_tar_gz_with_and_without_top_folder(tmp_path):
     torch.save({"x": torch.ones(2)}, weights)
     nested = make_tar(
         tmp_path / "nested.tar.gz",
-        [("pkg/MAR-INF/MANIFEST.json", manifest_bytes(serializedFile="w.pt")), ("pkg/w.pt", weights.getvalue())],
+        [("pkg/MAR-INF/MANIFEST.json", manifest_json(serializedFile="w.pt")), ("pkg/w.pt", weights.getvalue())],
     )
     flat = make_tar(
         tmp_path / "flat.tgz",
-        [("./MAR-INF/MANIFEST.json", manifest_bytes(serializedFile="w.pt")), ("./w.pt", weights.getvalue())],
+        [("./MAR-INF/MANIFEST.json", manifest_json(serializedFile="w.pt")), ("./w.pt", weights.getvalue())],
     )
     for path in (nested, flat):
         archive = open_archive(path, tmp_path / "work")
@@ -335,26 +332,26 @@ def test_manifest_without_model_section(tmp_path):
 
 
 def test_serialized_file_missing(tmp_path):
-    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest_bytes(serializedFile="gone.pt")})
+    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest_json(serializedFile="gone.pt")})
     message = open_error(path, tmp_path / "work")
     assert "serializedFile 'gone.pt'" in message and "no such file" in message
 
 
 def test_manifest_file_outside_archive(tmp_path):
-    manifest = manifest_bytes(serializedFile="../../etc/passwd")
+    manifest = manifest_json(serializedFile="../../etc/passwd")
     path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest})
     assert "is not a path inside the archive" in open_error(path, tmp_path / "work")
 
 
 def test_config_file_missing(tmp_path):
-    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest_bytes(configFile="model-config.yaml")})
+    path = make_zip(tmp_path / "m.mar", {"MAR-INF/MANIFEST.json": manifest_json(configFile="model-config.yaml")})
     assert "configFile 'model-config.yaml'" in open_error(path, tmp_path / "work")
 
 
 def test_config_file_invalid_yaml(tmp_path):
     path = make_zip(
         tmp_path / "m.mar",
-        {"MAR-INF/MANIFEST.json": manifest_bytes(configFile="c.yaml"), "c.yaml": "minWorkers: [1, 2\n"},
+        {"MAR-INF/MANIFEST.json": manifest_json(configFile="c.yaml"), "c.yaml": "minWorkers: [1, 2\n"},
     )
     assert "c.yaml is not valid YAML" in open_error(path, tmp_path / "work")
 
@@ -366,7 +363,7 @@ def test_invalid_model_name_in_manifest(tmp_path):
 
 @pytest.mark.parametrize("entry", ["../evil.txt", "/tmp/hookserve-evil.txt", "a/../../evil.txt"])
 def test_zip_traversal_refused(tmp_path, entry):
-    path = make_zip(tmp_path / "m.mar", {entry: "pwned", "MAR-INF/MANIFEST.json": manifest_bytes()})
+    path = make_zip(tmp_path / "m.mar", {entry: "pwned", "MAR-INF/MANIFEST.json": manifest_json()})
     message = open_error(path, tmp_path / "sub" / "work")
     assert repr(entry) in message and "escapes the extraction folder" in message
     assert not (tmp_path / "sub" / "evil.txt").exists()
@@ -424,7 +421,7 @@ def test_tar_symlink_inside_is_kept(tmp_path):
     path = make_tar(
         tmp_path / "m.tar.gz",
         [
-            ("MAR-INF/MANIFEST.json", manifest_bytes(serializedFile="w.pt")),
+            ("MAR-INF/MANIFEST.json", manifest_json(serializedFile="w.pt")),
             ("real.pt", b"data"),
             symlink_info("w.pt", "real.pt"),
         ],

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from helpers import Server, archive
+from helpers import Server, archive, serving
 from hookserve.plugins.batching import ReplyAwareBatcher
 
 BATCH_HANDLER = """
@@ -49,9 +49,7 @@ def server(tmp_path_factory):
         work,
         env={"SEEN_LOG": str(work / "seen.log")},
     )
-    srv.start()
-    try:
-        srv.wait_healthy()
+    with serving(srv):
         management = srv.url("/models", "management")
         # batching parameters through the management API (re-registered with them)
         assert requests.delete(f"{management}/b8", timeout=30).status_code == 200
@@ -62,8 +60,6 @@ def server(tmp_path_factory):
         )
         assert reply.status_code == 200, reply.text
         yield srv
-    finally:
-        srv.stop()
 
 
 def post(server, model, body, **kwargs):
@@ -143,3 +139,22 @@ def test_reply_aware_batcher_waits_only_for_requests_that_can_come():
     batcher.on_replied(8)
     assert batcher.wait_time(queued=8, waited=0) == 0  # full
     assert batcher.wait_time(queued=2, waited=0.006) == 0  # waited long enough
+
+
+def test_a_request_withdrawn_while_the_worker_waits_for_a_batch_leaves_the_worker_serving(server):
+    def pid():
+        return requests.get(server.url("/models/b8", "management"), timeout=10).json()[0]["workers"][0]["pid"]
+
+    before = pid()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two replies: the worker now expects two requests back
+        assert all(r.status_code == 200 for r in pool.map(lambda n: post(server, "b8", {"n": n}), range(2)))
+    body = b'{"n": 99}'
+    with socket.create_connection(("127.0.0.1", server.ports["inference"])) as client:
+        client.sendall(
+            b"POST /predictions/b8 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        time.sleep(0.1)  # inside the 500 ms the worker waits for a second request
+    time.sleep(0.6)
+    assert post(server, "b8", {"n": 5}).json()["n"] == 5
+    assert pid() == before, "the worker died and was restarted"

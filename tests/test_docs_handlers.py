@@ -28,7 +28,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import Server, archive
+from helpers import Server, archive, pythonpath
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "handlers.md"
 DOC_URL = "http://127.0.0.1:8080"
@@ -248,26 +248,6 @@ def serve_args(command: Command) -> list[str]:
     return command.argv[2:]
 
 
-class DocServer(Server):
-    """helpers.Server started in the page's working folder, so its relative paths hold."""
-
-    def __init__(self, args: list[str], workdir: Path, env: dict | None = None):
-        super().__init__(args, workdir, env)
-        self.cwd = workdir
-
-    def start(self) -> DocServer:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hookserve.cli", "serve", *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                cwd=self.cwd,
-            )
-        return self
-
-
 # ------------------------------------------------------------------- replaying curl
 
 
@@ -401,14 +381,15 @@ def workdir(tmp_path_factory) -> Path:
     return work
 
 
-def start(args: list[str], work: Path, extra_models: list[str] = (), env: dict | None = None) -> DocServer:
+def start(args: list[str], work: Path, extra_models: list[str] = (), env: dict | None = None) -> Server:
+    """A healthy server started in the page's working folder, so its relative paths hold."""
     args = list(args)
     if extra_models:
         at = args.index("--models") + 1
         while at < len(args) and not args[at].startswith("--"):
             at += 1
         args[at:at] = list(extra_models)
-    server = DocServer(args, work, env).start()
+    server = Server(args, work, env, cwd=work).start()
     try:
         server.wait_healthy(120)
     except BaseException:
@@ -435,7 +416,7 @@ def server(workdir):
 def plugin_env(workdir) -> dict[str, str]:
     """The page's plugin block up to `hookserve serve`: install, list, pack `words`."""
     site = workdir / "site"
-    env = {"SITE": str(site), "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env = {"SITE": str(site), "PYTHONPATH": pythonpath(site)}
     for command in commands("plugin"):
         if command.argv[:2] != ["hookserve", "serve"]:
             run_command(command, workdir, env)

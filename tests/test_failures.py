@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from helpers import Server, archive, process_group_pids
+from helpers import Server, alive, archive, process_group_pids, serving, wait_for
 
 # One handler for every scenario; the JSON body says what to do.
 #   {"op": "sleep", "s": 0.5, "tag": "x"}  sleep, then answer with the worker's pid
@@ -60,31 +60,12 @@ FAILING_HANDLER = """
 RESTART_LOAD_S = 1.0
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def refused(url: str) -> bool:
     try:
         requests.get(url, timeout=2)
     except requests.ConnectionError:
         return True
     return False
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 class Harness:
@@ -153,26 +134,24 @@ def work(tmp_path_factory):
     return work
 
 
-def start(work, name: str, args: list[str]) -> tuple[Server, object]:
+def failing_server(work, name: str, args: list[str]) -> tuple[Server, object]:
+    """A server (not started yet) and the folder its workers leave their markers in."""
     failure_dir = work / f"markers-{name}"
     failure_dir.mkdir()
     server = Server(
         ["--model-store", str(work / "store"), "--workers", "1", *args],
         work,
         env={"HS_FAILURE_DIR": str(failure_dir), "HS_RESTART_LOAD_S": str(RESTART_LOAD_S)},
-    ).start()
+    )
     return server, failure_dir
 
 
 @pytest.fixture(scope="module")
 def harness(work):
     """A server with no model at start: each test registers its own."""
-    server, failure_dir = start(work, "main", [])
-    try:
-        server.wait_healthy()
+    server, failure_dir = failing_server(work, "main", [])
+    with serving(server):
         yield Harness(server, failure_dir)
-    finally:
-        server.stop()
 
 
 # --- a worker that dies ----------------------------------------------------------------------
@@ -212,7 +191,7 @@ def test_worker_exiting_mid_request_is_a_clear_5xx_and_is_restarted(harness):
         assert any(status in ("DEAD", "STARTING") for status, _ in seen), seen
         assert seen[-1][0] == "READY" and seen[-1][1] != old_pid, seen
         new_pid = seen[-1][1]
-        assert not pid_alive(old_pid)
+        assert not alive(old_pid)
         # the restart waited for its back-off (0.5 s) and the slow reload
         assert time.monotonic() - died_at >= 0.5 + RESTART_LOAD_S - 0.2
 
@@ -243,7 +222,7 @@ def test_sigkill_mid_request_fails_only_the_started_request(harness):
     assert_clear_error(failed[0], 500, "WorkerDiedException", "died")
     assert all(r.json()["pid"] != victim for r in results if r.status_code == 200)
     after = h.wait_recovered("killed", 2, gone={victim})
-    assert victim not in after and not pid_alive(victim)
+    assert victim not in after and not alive(victim)
     assert h.predict("killed", {"op": "sleep", "s": 0}).status_code == 200
 
 
@@ -260,7 +239,7 @@ def test_hang_past_response_timeout_is_504_and_the_worker_is_replaced(harness):
     assert_clear_error(reply, 504, "ResponseTimeoutException", "responseTimeout=2", "hangs")
     assert 1.8 <= elapsed < 5, elapsed
     [new_pid] = h.wait_recovered("hangs", 1, gone={old_pid})
-    wait_for(lambda: not pid_alive(old_pid), 5, what=f"hung worker {old_pid} gone")
+    wait_for(lambda: not alive(old_pid), 5, what=f"hung worker {old_pid} gone")
     after = h.predict("hangs", {"op": "sleep", "s": 0})
     assert after.status_code == 200 and after.json()["pid"] == new_pid
 
@@ -353,7 +332,7 @@ def test_unregister_under_load_completes_accepted_requests(harness):
     for _, _, status, body in after:
         assert status == 404 and body["type"] == "ModelNotFoundException", body
     assert h.predict("unreg", {"op": "sleep"}).status_code == 404
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, what="unregistered model's workers gone")
+    wait_for(lambda: not any(alive(p) for p in pids), 10, what="unregistered model's workers gone")
 
 
 def test_scale_down_under_load_completes_accepted_requests(harness):
@@ -375,7 +354,7 @@ def test_scale_down_under_load_completes_accepted_requests(harness):
     [retired] = pids - {kept}
     # requests were still being answered by the retired worker after the scale-down
     assert any(body["pid"] == retired for _, answered, _, body in load.results if answered > scaled_at - 0.3)
-    wait_for(lambda: not pid_alive(retired), 10, what=f"retired worker {retired} gone")
+    wait_for(lambda: not alive(retired), 10, what=f"retired worker {retired} gone")
     described = h.describe("scaled")
     assert described["minWorkers"] == 1 and [w["pid"] for w in described["workers"]] == [kept]
 
@@ -385,12 +364,9 @@ def test_scale_down_under_load_completes_accepted_requests(harness):
 
 @pytest.fixture(scope="module")
 def small_queue(work):
-    server, failure_dir = start(work, "queue", ["--job-queue-size", "2", "--models", "queued=failing.mar"])
-    try:
-        server.wait_healthy()
+    server, failure_dir = failing_server(work, "queue", ["--job-queue-size", "2", "--models", "queued=failing.mar"])
+    with serving(server):
         yield Harness(server, failure_dir)
-    finally:
-        server.stop()
 
 
 def test_more_requests_than_the_queue_holds_get_503_and_accepted_ones_complete(small_queue):
@@ -421,7 +397,8 @@ def test_more_requests_than_the_queue_holds_get_503_and_accepted_ones_complete(s
 
 
 def test_sigterm_finishes_in_flight_requests_and_leaves_no_process(work):
-    server, failure_dir = start(work, "sigterm", ["--models", "slow=failing.mar", "--workers", "2"])
+    server, failure_dir = failing_server(work, "sigterm", ["--models", "slow=failing.mar", "--workers", "2"])
+    server.start()
     h = Harness(server, failure_dir)
     try:
         server.wait_healthy()
@@ -440,8 +417,8 @@ def test_sigterm_finishes_in_flight_requests_and_leaves_no_process(work):
         assert [r.status_code for r in results] == [200] * 4, [r.text for r in results]
         server.process.wait(40)
         assert server.process.returncode == 0, server.log()
-        assert [p for p in pids if pid_alive(p)] == [], server.log()
-        assert [p for p in process_group_pids(server.process.pid) if pid_alive(p)] == []
+        assert [p for p in pids if alive(p)] == [], server.log()
+        assert [p for p in process_group_pids(server.process.pid) if alive(p)] == []
         assert "all model workers stopped" in server.log()
     finally:
         server.kill_group()

@@ -8,12 +8,7 @@ import torch
 
 from hookserve.hookspecs import hookimpl
 from hookserve.plugin_types import DeviceRequest
-from hookserve.pluginmanager import Hooks, create_plugin_manager
-
-
-@pytest.fixture
-def hooks() -> Hooks:
-    return Hooks(create_plugin_manager(entry_points=False))
+from hookserve.pluginmanager import Hooks
 
 
 def place(hooks: Hooks, workers: int, **request) -> list[str]:
@@ -59,7 +54,7 @@ def test_a_plugin_can_place_workers_before_the_builtin(hooks):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_worker_model_lands_on_its_gpu(tmp_path):
+def test_worker_model_lands_on_its_gpu(tmp_path, hooks):
     from helpers import folder_archive
     from hookserve.worker import load_model
 
@@ -68,5 +63,5 @@ def test_worker_model_lands_on_its_gpu(tmp_path):
     )
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "w.pt")
     archive = folder_archive(tmp_path, handler="base_handler", modelFile="model.py", serializedFile="w.pt")
-    entry, context = load_model(archive, Hooks(create_plugin_manager(entry_points=False)), gpu_id=0)
+    entry, context = load_model(archive, hooks, gpu_id=0)
     assert next(entry.handler.model.parameters()).device == torch.device("cuda:0")

@@ -14,7 +14,7 @@ from hookserve.errors import ArchiveError
 from hookserve.handler_entry import resolve_handler
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.image_classifier import ImageClassifier
-from hookserve.pluginmanager import Hooks, create_plugin_manager
+from hookserve.pluginmanager import Hooks
 
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
@@ -38,11 +38,6 @@ class Counter(BaseHandler):
     def handle(self, data, context):
         return [len(data)]
 """
-
-
-@pytest.fixture
-def hooks() -> Hooks:
-    return Hooks(create_plugin_manager(entry_points=False))
 
 
 def archive_with(model_dir: Path, handler: str, files: dict[str, str]) -> ModelArchive:

@@ -18,55 +18,21 @@ from pathlib import Path
 
 import pytest
 import requests
-import torch
 
-from helpers import Server, archive, mlp_archive
-from hookserve.cli import main as hookserve_main
-
-# A real torch model: y = w * x, with w stored in each version's weights.
-SCALE_MODEL = """
-import torch
-
-
-class Scale(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(1, 1, bias=False)
-
-    def forward(self, x):
-        return self.linear(x)
-"""
-
-# A BaseHandler subclass: the model comes from the archive, the answer names the version
-# the worker loaded (from the manifest) and the worker's pid.
-VERSION_HANDLER = """
-import json
-import os
-
-import torch
-
-from hookserve.handlers.base_handler import BaseHandler
-
-
-class VersionHandler(BaseHandler):
-    def preprocess(self, data):
-        return torch.tensor([[float(row.get("body"))] for row in data])
-
-    def postprocess(self, data):
-        version = self.context.manifest["model"]["modelVersion"]
-        return [{"version": version, "y": round(float(v), 4), "pid": os.getpid()} for v in data[:, 0]]
-
-    def describe_handle(self):
-        props = self.context.system_properties
-        return json.dumps(
-            {
-                "handler": type(self).__name__,
-                "version": self.context.manifest["model"]["modelVersion"],
-                "batch_size": props["batch_size"],
-                "gpu_id": props["gpu_id"],
-            }
-        )
-"""
+from helpers import (
+    Server,
+    alive,
+    archive,
+    cmdline,
+    fake_distribution,
+    mgmt,
+    mlp_archive,
+    parent_pid,
+    pythonpath,
+    scale_archive,
+    serving,
+    wait_for,
+)
 
 # Says which batch size its worker was started with.
 CONFIG_HANDLER = """
@@ -142,16 +108,6 @@ def hookserve_select_device(request):
 """
 
 
-def fake_gpu_site(work: Path) -> Path:
-    site = work / "site"
-    info = site / "fake_gpus-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-gpus\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[hookserve]\nfakegpus = fake_gpus_plugin\n")
-    (site / "fake_gpus_plugin.py").write_text(FAKE_GPU_PLUGIN)
-    return site
-
-
 # The server's own setting, between model-config.yaml and the built-in default of 100 ms.
 SERVER_MAX_BATCH_DELAY = 42
 
@@ -174,38 +130,6 @@ DESCRIBE_KEYS = {
 WORKER_KEYS = {"id", "startTime", "status", "pid", "gpu", "memoryUsage"}
 
 
-def scale_archive(work: Path, version: str, factor: float, file_name: str, name: str = "ver") -> Path:
-    """An archive of the Scale model (weight ``factor``) as ``store/<file_name>.mar``."""
-    src = work / f"src-{file_name}"
-    src.mkdir(parents=True, exist_ok=True)
-    (src / "model.py").write_text(SCALE_MODEL)
-    (src / "handler.py").write_text(VERSION_HANDLER)
-    torch.save({"linear.weight": torch.tensor([[factor]])}, src / "scale.pt")
-    store = work / "store"
-    code = hookserve_main(
-        [
-            "archive",
-            "--model-name",
-            name,
-            "--version",
-            version,
-            "--model-file",
-            str(src / "model.py"),
-            "--serialized-file",
-            str(src / "scale.pt"),
-            "--handler",
-            str(src / "handler.py"),
-            "--export-path",
-            str(store),
-            "--force",
-        ]
-    )
-    assert code == 0
-    target = store / f"{file_name}.mar"
-    (store / f"{name}.mar").rename(target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("management")
@@ -224,6 +148,8 @@ def server(tmp_path_factory):
     archive(work, "folder", "handler.py", files={"handler.py": CONFIG_HANDLER}, archive_format="no-archive")
     archive(work, "slow", "handler.py", files={"handler.py": SLOW_HANDLER})
     archive(work, "exits", "handler.py", files={"handler.py": EXITING_HANDLER})
+    site = work / "site"
+    fake_distribution(site, "fake-gpus", "1.0", {"fakegpus": "fake_gpus_plugin"}, {"fake_gpus_plugin": FAKE_GPU_PLUGIN})
     srv = Server(
         [
             "--model-store",
@@ -236,21 +162,13 @@ def server(tmp_path_factory):
             str(SERVER_MAX_BATCH_DELAY),
         ],
         work,
-        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(fake_gpu_site(work)), os.environ.get("PYTHONPATH")]))},
-    ).start()
-    try:
-        srv.wait_healthy()
+        env={"PYTHONPATH": pythonpath(site)},
+    )
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def mgmt(server: Server, method: str, path: str, **kwargs) -> requests.Response:
-    kwargs.setdefault("timeout", 60)
-    return requests.request(method, server.url(path, "management"), **kwargs)
 
 
 def predict(server: Server, path: str, value: float = 3.0) -> requests.Response:
@@ -263,54 +181,22 @@ def describe(server: Server, path: str) -> list[dict]:
     return reply.json()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting to be reaped counts as gone)."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
-
-
 def manager_pid(server: Server) -> int:
     for pid in server.pids():
-        try:
-            if b"hookserve.manager" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except FileNotFoundError:
-            continue
+        if "hookserve.manager" in cmdline(pid):
+            return pid
     raise AssertionError("no model manager process")
 
 
 def run_dir(server: Server) -> Path:
-    cmdline = Path(f"/proc/{manager_pid(server)}/cmdline").read_bytes().split(b"\0")
-    return Path(os.fsdecode(cmdline[cmdline.index(b"hookserve.manager") + 1]))
+    args = cmdline(manager_pid(server))
+    return Path(args[args.index("hookserve.manager") + 1])
 
 
 def worker_pids(server: Server) -> set[int]:
     """The model manager's live children: every model worker, whatever its model."""
     manager = manager_pid(server)
-    found = set()
-    for pid in server.pids():
-        fields = _stat_fields(pid)
-        if fields is not None and fields[0] != "Z" and int(fields[1]) == manager:
-            found.add(pid)
-    return found
-
-
-def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
+    return {pid for pid in server.pids() if alive(pid) and parent_pid(pid) == manager}
 
 
 def unregister_all(server: Server, name: str) -> None:

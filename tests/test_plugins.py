@@ -5,28 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import Server, archive, mlp_archive
+from helpers import Server, archive, fake_distribution, mlp_archive, pythonpath, serving
 
 EXAMPLE_SOURCE = "hookserve-example 0.1.0"
-
-
-def fake_distribution(
-    site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
-) -> None:
-    """A distribution as pip leaves it: a ``.dist-info`` with METADATA and entry points."""
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[hookserve]\n{lines}\n")
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 @pytest.fixture
@@ -67,7 +53,7 @@ def plugin_site(tmp_path):
 def run_cli(args: list[str], site: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = pythonpath(site)
     return subprocess.run(
         [sys.executable, "-m", "hookserve.cli", *args], capture_output=True, text=True, env=env, timeout=120
     )
@@ -125,14 +111,9 @@ def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("plugins")
     mlp_archive(work)
     archive(work, "echo", "example_echo")
-    server = Server(
-        ["--model-store", str(work / "store"), "--workers", "1", "--models", "mlp.mar", "echo.mar"], work
-    ).start()
-    try:
-        server.wait_healthy()
+    server = Server(["--model-store", str(work / "store"), "--workers", "1", "--models", "mlp.mar", "echo.mar"], work)
+    with serving(server):
         yield server
-    finally:
-        server.stop()
 
 
 def test_installed_plugin_wraps_the_infer_stage_of_a_served_model(served):

@@ -12,23 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Server, free_port, mlp_archive, process_group_pids
+from helpers import Server, alive, cmdline, free_port, mlp_archive, parent_pid, process_group_pids, serving, wait_ping
 
 SAMPLE = [0.5] * 64
-
-
-def pids_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        # a zombie is gone for our purposes only once reaped; check its state
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().split(")")[-1].split()[0] != "Z":
-                alive.append(pid)
-    return alive
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +35,9 @@ def test_signal_stops_everything_and_leaves_no_process(store, tmp_path, sig):
         assert len(pids) >= 5, pids
         assert server.stop(sig) == 0, server.log()
         deadline = time.monotonic() + 10
-        while pids_alive(pids) and time.monotonic() < deadline:
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert pids_alive(pids) == [], server.log()
+        assert [p for p in pids if alive(p)] == [], server.log()
         assert "all model workers stopped" in server.log()
     finally:
         server.kill_group()
@@ -60,27 +46,16 @@ def test_signal_stops_everything_and_leaves_no_process(store, tmp_path, sig):
 def test_frontends_do_not_import_torch(store, tmp_path):
     server = Server(
         ["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "1", "--frontend-workers", "2"], tmp_path
-    ).start()
-    try:
-        server.wait_healthy()
+    )
+    with serving(server):
         master = server.process.pid
-        children = [p for p in server.pids() if p != master and _ppid(p) == master]
-        frontends = [p for p in children if "hookserve.manager" not in _cmdline(p)]
+        children = [p for p in server.pids() if p != master and parent_pid(p) == master]
+        frontends = [p for p in children if "hookserve.manager" not in cmdline(p)]
         assert len(frontends) == 2
         for pid in frontends:
             assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text()
-        manager = next(p for p in children if "hookserve.manager" in _cmdline(p))
+        manager = next(p for p in children if "hookserve.manager" in cmdline(p))
         assert "libtorch" in Path(f"/proc/{manager}/maps").read_text()
-    finally:
-        server.stop()
-
-
-def _ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])
-
-
-def _cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def test_ts_config_properties_are_honoured(store, tmp_path):
@@ -107,7 +82,7 @@ def test_ts_config_properties_are_honoured(store, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ping(url, process, tmp_path / "server.log")
+        wait_ping(url, process, tmp_path / "server.log")
         assert requests.post(f"{url}/predictions/mlp", json=SAMPLE, timeout=10).status_code == 200
         # max_request_size=500 from the file: SAMPLE is 320 bytes as JSON, this one 960
         reply = requests.post(f"{url}/predictions/mlp", json=[0.1234567] * 64, timeout=10)
@@ -148,7 +123,7 @@ def test_plain_gunicorn_with_the_config_module(store, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ping(url, process, tmp_path / "gunicorn.log")
+        wait_ping(url, process, tmp_path / "gunicorn.log")
         reply = requests.post(f"{url}/predictions/mlp", json=SAMPLE, timeout=10)
         assert reply.status_code == 200 and "class" in reply.json()
         pids = process_group_pids(process.pid)
@@ -156,20 +131,7 @@ def test_plain_gunicorn_with_the_config_module(store, tmp_path):
         os.kill(process.pid, signal.SIGTERM)
         process.wait(30)
     time.sleep(0.5)
-    assert pids_alive(pids) == []
-
-
-def _wait_ping(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
+    assert [p for p in pids if alive(p)] == []
 
 
 def test_demo_serves_and_its_printed_curl_line_works(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 import requests
 import torch
 
-from helpers import Server, mlp_archive, mlp_expected
+from helpers import Server, mlp_archive, mlp_expected, serving
 
 LOAD_S = 20.0
 CLIENTS = 3
@@ -63,12 +63,9 @@ def server(tmp_path_factory):
             "5",
         ],
         work,
-    ).start()
-    try:
-        srv.wait_healthy()
+    )
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 def describe_workers(server: Server) -> list[dict]:

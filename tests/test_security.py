@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_management import scale_archive
 
-from helpers import Server, free_port, mlp_archive
+from helpers import Server, free_port, mlp_archive, scale_archive, serving
 from hookserve.cli import serve_config
 from hookserve.config import TOKEN_ENV
 from hookserve.errors import ConfigError, HookserveError
@@ -77,12 +76,9 @@ def server(paths):
             ",".join(allowed),
         ],
         paths["work"],
-    ).start()
-    try:
-        srv.wait_healthy()
+    )
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 def mgmt(server: Server, method: str, path: str, token: str | None = TOKEN, **kwargs) -> requests.Response:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import pytest
 import requests
 
-from helpers import Server, archive, mlp_archive, mlp_expected
+from helpers import Server, archive, manifest_json, mlp_archive, mlp_expected, post, serving
 
 FUNCTION_HANDLER = """
     def handle(data, context):
@@ -68,18 +67,7 @@ def server(tmp_path_factory):
         zf.writestr("MAR-INF/MANIFEST.json", "{not json")
     with zipfile.ZipFile(store / "noweights.mar", "w") as zf:
         zf.writestr(
-            "MAR-INF/MANIFEST.json",
-            json.dumps(
-                {
-                    "runtime": "python",
-                    "model": {
-                        "modelName": "noweights",
-                        "modelVersion": "1.0",
-                        "handler": "handler.py",
-                        "serializedFile": "missing.pt",
-                    },
-                }
-            ),
+            "MAR-INF/MANIFEST.json", manifest_json("noweights", handler="handler.py", serializedFile="missing.pt")
         )
         zf.writestr("handler.py", "def handle(data, context):\n    return data\n")
     archive(work, "badimport", "handler.py", files={"handler.py": "import module_that_does_not_exist\n"})
@@ -101,16 +89,9 @@ def server(tmp_path_factory):
             "badimport=badimport.mar",
         ],
         work,
-    ).start()
-    try:
-        srv.wait_healthy()
+    )
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
-
-
-def post(server, path, **kwargs):
-    return requests.post(server.url(path), timeout=30, **kwargs)
 
 
 def test_mlp_prediction_matches_the_model(server):

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_management import alive, scale_archive
 
-from helpers import Server, mlp_archive
+from helpers import Server, alive, mgmt, mlp_archive, scale_archive, serving
 from hookserve.cli import serve_config
 from hookserve.snapshot import SNAPSHOT_FILE, read_snapshot, write_snapshot
 
@@ -29,11 +28,6 @@ def store(tmp_path_factory) -> Path:
     scale_archive(work, "2.0", 10.0, "ver-2")  # first: both are packed as ver.mar
     scale_archive(work, "1.0", 1.0, "ver")
     return work / "store"
-
-
-def mgmt(server: Server, method: str, path: str, **kwargs) -> requests.Response:
-    reply = requests.request(method, server.url(path, "management"), timeout=60, **kwargs)
-    return reply
 
 
 def ok(reply: requests.Response) -> dict:
@@ -87,9 +81,7 @@ def test_a_restarted_server_restores_the_registry(store, tmp_path):
     assert not any(alive(pid) for pid in old_pids)
 
     # the same --models mlp=mlp.mar again: the snapshot's mlp (2 workers) wins, no duplicate
-    second = Server(args, tmp_path).start()
-    try:
-        second.wait_healthy()
+    with serving(Server(args, tmp_path)) as second:
         after = registry(second)
         assert after == before
         mlp = ok(mgmt(second, "GET", "/models/mlp"))[0]
@@ -104,8 +96,6 @@ def test_a_restarted_server_restores_the_registry(store, tmp_path):
         # and later changes keep being recorded
         ok(mgmt(second, "DELETE", "/models/other"))
         assert set(read_snapshot(snapshots)) == {"mlp", "ver"}
-    finally:
-        second.stop()
 
 
 def _plant(folder: Path) -> bytes:
@@ -133,12 +123,8 @@ def test_the_default_snapshot_folder_is_restored(store, tmp_path):
     at = server.args.index("--snapshot-dir")
     del server.args[at : at + 2]  # the helper's own folder: use the default one
     _plant(state / "hookserve" / f"127.0.0.1-{server.ports['inference']}")
-    server.start()
-    try:
-        server.wait_healthy()
+    with serving(server):
         assert [m["modelName"] for m in ok(mgmt(server, "GET", "/models"))["models"]] == ["mlp"]
-    finally:
-        server.stop()
 
 
 def test_ncs_restores_nothing_and_writes_nothing(store, tmp_path):

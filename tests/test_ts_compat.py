@@ -19,10 +19,9 @@ import types
 from pathlib import Path
 
 import pytest
-import requests
 import torch
 
-from helpers import Server, archive
+from helpers import Server, archive, post, serving
 from hookserve.cli import main as hookserve_main
 
 ts = pytest.importorskip("ts")
@@ -233,16 +232,8 @@ def server(tmp_path_factory, bench):
     archive(work, "refusing", "handler.py", files={"handler.py": REFUSING_HANDLER}, flags=weights)
     models += ["labelled=labelled.mar", "refusing=refusing.mar"]
 
-    srv = Server(["--model-store", str(store), "--workers", "1", "--models", *models], work).start()
-    try:
-        srv.wait_healthy()
+    with serving(Server(["--model-store", str(store), "--workers", "1", "--models", *models], work)) as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-def post(server, path, **kwargs):
-    return requests.post(server.url(path), timeout=30, **kwargs)
 
 
 @pytest.mark.parametrize("packer", ["hookserve", "tma"])
