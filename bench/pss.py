@@ -11,6 +11,7 @@ does not double-count them as RSS sums do.  Prints one JSON line:
    "comm", "pss_mib", "rss_mib"}, ...], "excluded": [...same for --exclude pids...]}
 Linux only; stdlib only.
 """
+
 import argparse
 import json
 import os
@@ -61,8 +62,15 @@ def main():
     pss, rss = sum(p["pss_kib"] for p in procs), sum(p["rss_kib"] for p in procs)
     for p in procs + excluded:
         p["pss_mib"], p["rss_mib"] = round(p.pop("pss_kib") / 1024, 1), round(p.pop("rss_kib") / 1024, 1)
-    out = {"label": a.label, "pgid": a.pgid, "pss_mib": round(pss / 1024, 1), "rss_mib": round(rss / 1024, 1),
-           "nprocs": len(procs), "procs": procs, "excluded": excluded}
+    out = {
+        "label": a.label,
+        "pgid": a.pgid,
+        "pss_mib": round(pss / 1024, 1),
+        "rss_mib": round(rss / 1024, 1),
+        "nprocs": len(procs),
+        "procs": procs,
+        "excluded": excluded,
+    }
     print(json.dumps(out))
 
 

@@ -81,9 +81,10 @@ server_start() {
       ;;
     litserve)
       local batch=(); [ "$bs" -gt 1 ] && batch=(--max-batch-size "$bs" --batch-timeout "$(awk -v d="$delay" 'BEGIN{print d/1000}')")
-      setsid "$VENVS/litserve/bin/python" "$HERE/litserve_mlp.py" --port "$p1" --workers "$WORKERS" \
-        --state "$MODELS/artifacts/mlp_state.pt" --model-py "$SHARED/model.py" "${batch[@]}" \
-        >"$SRV_LOG" 2>&1 </dev/null &
+      SRV_MGMT="http://127.0.0.1:$p1"   # /health: 200 once every inference worker is set up
+      (cd "$OUT/run/litserve" && exec setsid "$VENVS/litserve/bin/python" "$HERE/litserve_mlp.py" --port "$p1" \
+        --workers "$WORKERS" --state "$MODELS/artifacts/mlp_state.pt" --model-py "$SHARED/model.py" \
+        "${batch[@]}" ${LS_ARGS:-} >"$SRV_LOG" 2>&1 </dev/null) &
       SRV_PGID=$!; check_own_group
       ;;
     *) echo "unknown server $server" >&2; return 2 ;;
@@ -112,10 +113,14 @@ except Exception:
     print(0)'
 }
 
-server_wait_all_ready() {  # prints seconds from launch until all WORKERS are READY ("-" for LitServe)
-  if [ "$SRV_NAME" = litserve ]; then echo "-"; return 0; fi
+all_ready() {
+  if [ "$SRV_NAME" = litserve ]; then curl -sf -m 2 "$SRV_MGMT/health" >/dev/null 2>&1
+  else [ "$(ready_workers)" -ge "$WORKERS" ]; fi
+}
+
+server_wait_all_ready() {  # prints seconds from launch until all WORKERS are READY
   local deadline=$(( $(date +%s) + 120 ))
-  until [ "$(ready_workers)" -ge "$WORKERS" ]; do
+  until all_ready; do
     [ "$(date +%s)" -ge "$deadline" ] && { echo "$SRV_NAME: workers not READY" >&2; return 1; }
     sleep 0.05
   done

@@ -6,13 +6,14 @@
 #   OUT_DIR/venvs/hookserve   hookserve + hookserve-ts (from this checkout) + torch==2.13.0
 #   OUT_DIR/venvs/torchserve  torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
 #                             (exactly ../shared/bench/README.md §1)
-#   OUT_DIR/venvs/litserve    litserve==0.2.19 torch==2.13.0
+#   OUT_DIR/venvs/litserve    litserve==0.2.19 torch==2.13.0 numpy (numpy as in the TorchServe venv:
+#                             without it torch warns "Failed to initialize NumPy" in every worker)
 #
 # A venv that already exists and imports its packages is reused.  hookserve itself is
-# re-installed on every call (no dependencies, a few seconds) from a copy of the working
-# tree in OUT_DIR/src, so the benchmark always measures the current code and pip never
-# writes build/ folders into the repository.  torch is pinned everywhere: a loose
-# requirement would pull a multi-GB CUDA build.  The system Python is only used to run
+# re-installed on every call (its new dependencies if any, then its code; seconds) from a
+# copy of the working tree in OUT_DIR/src, so the benchmark always measures the current code
+# and pip never writes build/ folders into the repository.  torch is pinned everywhere: a
+# loose requirement would pull a multi-GB CUDA build.  The system Python is only used to run
 # `python3 -m venv`.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -55,14 +56,18 @@ SRC=$(snapshot_repo)
 make_venv hookserve "import hookserve, ts.torch_handler.base_handler, torch; assert torch.__version__.startswith('2.13.0')" \
   "$SRC" "$SRC/contrib/hookserve-ts" "$TORCH_PIN"
 log "hookserve: re-installing hookserve + hookserve-ts from the working tree ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), uncommitted changes included)"
-"$OUT/venvs/hookserve/bin/pip" install -q --no-deps --force-reinstall "$SRC" "$SRC/contrib/hookserve-ts" \
+# first whatever the tree's pyproject now requires (a reused venv may lack a new dependency),
+# then the tree's code itself over the installed copy
+HS_PIP="$OUT/venvs/hookserve/bin/pip"
+{ "$HS_PIP" install -q "$SRC" "$SRC/contrib/hookserve-ts" "$TORCH_PIN" \
+  && "$HS_PIP" install -q --no-deps --force-reinstall "$SRC" "$SRC/contrib/hookserve-ts"; } \
   >>"$OUT/logs/pip-hookserve.log" 2>&1 || { tail -n 20 "$OUT/logs/pip-hookserve.log" >&2; exit 1; }
 
 make_venv torchserve "import ts, model_archiver, yaml, numpy, torch; assert torch.__version__.startswith('2.13.0')" \
   "$TORCH_PIN" torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
 
 make_venv litserve "import litserve, torch; assert litserve.__version__ == '0.2.19' and torch.__version__.startswith('2.13.0')" \
-  litserve==0.2.19 "$TORCH_PIN"
+  litserve==0.2.19 "$TORCH_PIN" numpy
 
 : > "$OUT/versions.txt"
 for v in hookserve torchserve litserve; do
