@@ -12,7 +12,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Server, alive, cmdline, free_port, mlp_archive, parent_pid, process_group_pids, serving, wait_ping
+from helpers import (
+    Server,
+    alive,
+    cmdline,
+    free_port,
+    free_port_run,
+    mlp_archive,
+    parent_pid,
+    process_group_pids,
+    serving,
+    wait_for,
+    wait_ping,
+)
 
 SAMPLE = [0.5] * 64
 
@@ -135,34 +147,27 @@ def test_plain_gunicorn_with_the_config_module(store, tmp_path):
 
 
 def test_demo_serves_and_its_printed_curl_line_works(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hookserve.cli", "demo", "--port", str(port), "--dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
+    port = free_port_run(3)
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hookserve.cli", "demo", "--port", str(port), "--dir", str(tmp_path / "demo")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        lines = []
-        while not any("curl" in line for line in lines):
-            lines.append(process.stdout.readline())
-            assert lines[-1], "".join(lines)
-        curl = next(line for line in lines if "curl" in line).split()
+        curl = wait_for(
+            lambda: next((line.split() for line in log_path.read_text().splitlines() if "curl" in line), None),
+            timeout=60,
+            what="the demo's curl line",
+        )
         body_file = curl[curl.index("--data") + 1].lstrip("@")
-        url = curl[-1]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                reply = requests.post(
-                    url, data=Path(body_file).read_bytes(), headers={"Content-Type": "application/json"}, timeout=5
-                )
-                if reply.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        assert reply.status_code == 200
+        wait_ping(f"http://127.0.0.1:{port}", process, log_path)
+        reply = requests.post(
+            curl[-1], data=Path(body_file).read_bytes(), headers={"Content-Type": "application/json"}, timeout=10
+        )
+        assert reply.status_code == 200, log_path.read_text()
         assert set(reply.json()) == {"class", "scores"} and len(reply.json()["scores"]) == 10
     finally:
         os.killpg(process.pid, signal.SIGTERM)
