@@ -50,15 +50,16 @@ class RequestIdMiddleware:
 
 
 class ManagementTokenMiddleware:
-    """Resources marked ``requires_token`` need ``Authorization: Bearer <token>`` when one is set."""
+    """Resources marked ``requires_token`` need ``Authorization: Bearer <token>`` (installed only
+    when a token is set)."""
 
-    def __init__(self, token: str | None):
+    def __init__(self, token: str):
         self.token = token
 
     async def process_resource(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, params: dict
     ) -> None:
-        if not self.token or not getattr(resource, "requires_token", False):
+        if not getattr(resource, "requires_token", False):
             return
         given = req.get_header("Authorization") or ""
         scheme, _, value = given.partition(" ")
