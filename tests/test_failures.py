@@ -406,6 +406,10 @@ def test_sigterm_finishes_in_flight_requests_and_leaves_no_process(work):
         assert len(pids) >= 5, pids  # master, frontend, manager, two model workers
         with ThreadPoolExecutor(4) as pool:
             replies = [pool.submit(h.predict, "slow", {"op": "sleep", "s": 1.5, "tag": f"t{i}"}) for i in range(4)]
+            # all four must have reached the server (SIGTERM stops it accepting connections)
+            wait_for(
+                lambda: h.describe("slow")["jobQueueStatus"]["pendingRequests"] == 4, 5, what="four requests accepted"
+            )
             # (a fresh frontend may send a first burst to one worker: any running will do)
             wait_for(lambda: h.running_pids("slow"), 3, what="a request running")
             os.kill(server.process.pid, signal.SIGTERM)
