@@ -4,7 +4,7 @@ Routes come from the manager's ``routes.json`` (re-read when its mtime changes).
 frontend keeps one connection per worker, multiplexes its requests on it, and sends a new
 request to the ready worker with the fewest requests in flight from this frontend.
 
-A worker tells which requests it has started. When a worker goes away (crash, scale-down,
+A worker marks on a shared board which requests it has started. When a worker goes away (crash, scale-down,
 unregister), its started requests fail with a clear 5xx and the others are sent again to a
 ready worker, so nothing accepted is lost and nothing runs twice.
 """
@@ -17,18 +17,19 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from hookserve.control import call_manager
 from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
-from hookserve.protocol import Reply, WorkRequest, decode_worker_frame, encode_notice, encode_request, read_frame
+from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
+from hookserve.started_board import STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 
 ROUTES_FILE = "routes.json"
+BOARDS_DIR = "boards"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2
@@ -46,44 +47,42 @@ class NotStarted(Exception):
     """The worker went away before starting this request: it can go to another worker."""
 
 
-@dataclass(frozen=True)
 class VersionRoute:
-    model: str
-    version: str
-    info: dict
+    """A model version as the routes describe it; kept until the routes change."""
 
-    @property
-    def ready_sockets(self) -> list[str]:
-        return [w["socket"] for w in self.info["workers"] if w["state"] == "READY"]
+    __slots__ = ("model", "version", "info", "ready_sockets", "response_timeout_s")
 
-    @property
-    def response_timeout_s(self) -> float:
-        return float(self.info["response_timeout_s"])
+    def __init__(self, model: str, version: str, info: dict):
+        self.model = model
+        self.version = version
+        self.info = info
+        self.ready_sockets = [w["socket"] for w in info["workers"] if w["state"] == "READY"]
+        self.response_timeout_s = float(info["response_timeout_s"])
 
 
 class Pending:
-    """A request on a connection: its reply future and, once started, its timeout timer."""
+    """A request on a connection: its reply future and, once seen started, since when."""
 
-    __slots__ = ("future", "started", "timeout", "timer")
+    __slots__ = ("future", "timeout", "started_at")
 
     def __init__(self, future: asyncio.Future, timeout: float):
         self.future = future
-        self.started = False
         self.timeout = timeout
-        self.timer: asyncio.TimerHandle | None = None
-
-    def finish(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        self.started_at: float | None = None
 
 
-class WorkerConnection:
-    """One multiplexed connection to one worker socket."""
+class WorkerConnection(asyncio.Protocol):
+    """One multiplexed connection to one worker socket, with its started board."""
 
-    def __init__(self, socket_path: str):
+    def __init__(self, socket_path: str, boards_dir: str):
         self.socket_path = socket_path
-        self.pending: dict[str, Pending] = {}
-        self._writer: asyncio.StreamWriter | None = None
+        self.boards_dir = boards_dir
+        # keys rise in the order requests are sent: the board's one number covers them all
+        self.pending: dict[int, Pending] = {}
+        self.keys = itertools.count()
+        self.transport: asyncio.Transport | None = None
+        self.board: StartedBoard | None = None
+        self.frames = FrameReader()
         self._connecting: asyncio.Future | None = None
         # requests waiting for the connection to open count as in flight, or a burst on
         # fresh connections would all pick the same worker
@@ -91,66 +90,82 @@ class WorkerConnection:
         self.closed = False
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._watch_handle: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
         return len(self.pending) + self.connecting
 
-    async def _ensure_connected(self) -> asyncio.StreamWriter:
-        if self._writer is not None:
-            return self._writer
+    async def _ensure_connected(self) -> None:
+        if self.transport is not None:
+            return
         if self._connecting is None:
-            self._connecting = asyncio.ensure_future(asyncio.open_unix_connection(self.socket_path))
+            loop = asyncio.get_running_loop()
+            self._connecting = asyncio.ensure_future(loop.create_unix_connection(lambda: self, self.socket_path))
         self.connecting += 1
         try:
-            reader, writer = await asyncio.shield(self._connecting)
+            await asyncio.shield(self._connecting)
         except OSError:
             self.closed = True
             raise NotStarted() from None
         finally:
             self.connecting -= 1
-        if self._writer is None:
-            self._writer = writer
-            asyncio.ensure_future(self._read_replies(reader))
-        return self._writer
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.board = StartedBoard.create(self.boards_dir)
+        self._write(encode_notice({"board": self.board.path}))
+
+    def data_received(self, data: bytes) -> None:
         pending = self.pending
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                frame = decode_worker_frame(*await read_frame(reader))
-                if isinstance(frame, Reply):
-                    entry = pending.pop(frame.key, None)
-                    if entry is not None:
-                        entry.finish()
-                        if not entry.future.done():
-                            entry.future.set_result(frame)
-                    continue
-                for key in frame:
-                    entry = pending.get(key)
-                    if entry is not None and not entry.started:
-                        # responseTimeout counts from here, as in TorchServe: not the queueing
-                        entry.started = True
-                        entry.timer = loop.call_later(entry.timeout, self._expire, key)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        for meta, payload in self.frames.feed(data):
+            reply = decode_reply(meta, payload)
+            entry = pending.pop(reply.key, None)
+            if entry is not None and not entry.future.done():
+                entry.future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self.close()
 
-    def _expire(self, key: str) -> None:
-        entry = self.pending.pop(key, None)
-        if entry is not None and not entry.future.done():
-            entry.future.set_exception(asyncio.TimeoutError())
+    def _watch_started(self) -> None:
+        """Time started requests against their responseTimeout, while any are in flight."""
+        self._watch_handle = None
+        if self.closed or not self.pending or self.board is None:
+            return
+        loop = asyncio.get_running_loop()
+        now, mark = loop.time(), self.board.read()
+        expired = []
+        for key, entry in self.pending.items():
+            if key > mark:
+                break
+            if entry.started_at is None:
+                entry.started_at = now
+            elif now - entry.started_at >= entry.timeout:
+                expired.append(key)
+        for key in expired:
+            entry = self.pending.pop(key)
+            if not entry.future.done():
+                entry.future.set_exception(asyncio.TimeoutError())
+        self._watch_handle = loop.call_later(STARTED_POLL_S, self._watch_started)
 
     def close(self) -> None:
+        if self.closed and self.transport is None:
+            return
         self.closed = True
-        if self._writer is not None:
-            self._writer.close()
-        for entry in self.pending.values():
-            entry.finish()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+        mark = -1
+        if self.board is not None:
+            mark = self.board.read()
+            self.board.close(remove=True)
+            self.board = None
+        for key, entry in self.pending.items():
             if not entry.future.done():
                 entry.future.set_exception(
-                    WorkerDied("the model worker died while handling the request") if entry.started else NotStarted()
+                    WorkerDied("the model worker died while handling the request") if key <= mark else NotStarted()
                 )
         self.pending.clear()
 
@@ -163,24 +178,26 @@ class WorkerConnection:
     def _flush(self) -> None:
         self._flush_handle = None
         out, self._out = self._out, []
-        if not self.closed and self._writer is not None:
-            self._writer.writelines(out)
+        if not self.closed and self.transport is not None:
+            self.transport.writelines(out)
 
     async def send(self, request: WorkRequest, timeout: float) -> Reply:
         """The worker's reply; ``asyncio.TimeoutError`` when it runs past ``timeout`` once started."""
         await self._ensure_connected()
         if self.closed:
             raise NotStarted()
-        entry = self.pending[request.key] = Pending(asyncio.get_running_loop().create_future(), timeout)
+        request.key = key = next(self.keys)
+        entry = self.pending[key] = Pending(asyncio.get_running_loop().create_future(), timeout)
         self._write(encode_request(request))
+        if self._watch_handle is None:
+            self._watch_handle = asyncio.get_running_loop().call_later(STARTED_POLL_S, self._watch_started)
         try:
             return await entry.future
         except asyncio.CancelledError:
             # the client went away: the worker drops the request if it has not started it
-            self.pending.pop(request.key, None)
-            entry.finish()
+            self.pending.pop(key, None)
             if not self.closed:
-                self._write(encode_notice({"cancel": request.key}))
+                self._write(encode_notice({"cancel": key}))
             raise
 
 
@@ -194,8 +211,9 @@ class ModelClient:
         self.job_queue_size = job_queue_size
         self.queued: Counter[tuple[str, str]] = Counter()
         self.unreachable: dict[str, float] = {}  # socket -> loop time until which it is avoided
-        self._keys = itertools.count()
+        self.boards_dir = str(Path(run_dir) / BOARDS_DIR)
         self._checked_at = -1.0
+        self._resolved: dict[tuple[str, str | None], VersionRoute] = {}
 
     def refresh(self, force: bool = False) -> dict:
         """The routes, looked at again at most every ``ROUTES_CHECK_S`` unless forced."""
@@ -213,10 +231,14 @@ class ModelClient:
         if stamp != self._stamp:
             self._stamp = stamp
             self.routes = orjson.loads(self.routes_path.read_bytes())
+            self._resolved = {}
         return self.routes
 
     def resolve(self, model: str, version: str | None = None) -> VersionRoute:
         routes = self.refresh()
+        route = self._resolved.get((model, version))
+        if route is not None:
+            return route
         entry = routes["models"].get(model)
         if entry is None:
             # just registered? the routes may be newer than the last look
@@ -231,42 +253,47 @@ class ModelClient:
             info = self.refresh(force=True)["models"].get(model, {}).get("versions", {}).get(number)
         if info is None:
             raise ModelNotFound(f"Model version: {number} does not exist for model: {model}")
-        return VersionRoute(model, number, info)
+        route = self._resolved[(model, version)] = VersionRoute(model, number, info)
+        return route
 
     def _connection(self, socket_path: str) -> WorkerConnection:
         connection = self.connections.get(socket_path)
         if connection is None or connection.closed:
-            connection = self.connections[socket_path] = WorkerConnection(socket_path)
+            connection = self.connections[socket_path] = WorkerConnection(socket_path, self.boards_dir)
         return connection
 
-    async def submit(self, model: str, version: str | None, request: WorkRequest) -> Reply:
-        route = self.resolve(model, version)
-        key = (model, route.version)
+    async def submit(self, route: VersionRoute, request: WorkRequest) -> Reply:
+        """Send a request to a ready worker of ``route`` (from ``resolve``) and return its reply."""
+        model, version = route.model, route.version
+        key = (model, version)
         if self.queued[key] >= self.job_queue_size:
             raise ServiceUnavailable(
-                f"Model {model} version {route.version} has {self.queued[key]} requests queued "
+                f"Model {model} version {version} has {self.queued[key]} requests queued "
                 f"(job_queue_size={self.job_queue_size}); try again later"
             )
         self.queued[key] += 1
-        request.key = f"{next(self._keys):x}"
         loop = asyncio.get_running_loop()
         waiting_since: float | None = None
         try:
             while True:
-                route = self.resolve(model, version)
-                sockets = [s for s in route.ready_sockets if self.unreachable.get(s, 0.0) <= loop.time()]
+                sockets = route.ready_sockets
+                if self.unreachable:
+                    now = loop.time()
+                    self.unreachable = {s: until for s, until in self.unreachable.items() if until > now}
+                    sockets = [s for s in sockets if s not in self.unreachable]
                 if not sockets:
                     if not route.info["workers"]:
                         raise ServiceUnavailable(
-                            f"Model {model} version {route.version} has no worker; "
+                            f"Model {model} version {version} has no worker; "
                             f"scale it up with PUT /models/{model}?min_worker=N"
                         )
                     # every worker is (re)starting: wait up to responseTimeout for one
                     now = loop.time()
                     waiting_since = now if waiting_since is None else waiting_since
                     if now - waiting_since >= route.response_timeout_s:
-                        raise ServiceUnavailable(f"Model {model} version {route.version} has no worker ready")
+                        raise ServiceUnavailable(f"Model {model} version {version} has no worker ready")
                     await asyncio.sleep(WAIT_FOR_WORKER_S)
+                    route = self.resolve(model, version)
                     continue
                 waiting_since = None
                 connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
@@ -276,10 +303,11 @@ class ModelClient:
                     # gone before starting it: another worker takes it; this socket is avoided
                     # until the manager has had time to publish its replacement
                     self.unreachable[connection.socket_path] = loop.time() + UNREACHABLE_FOR_S
+                    route = self.resolve(model, version)
                 except asyncio.TimeoutError:
                     asyncio.ensure_future(self._replace_worker(connection.socket_path))
                     raise ResponseTimeout(
-                        f"Model {model} version {route.version} did not answer within "
+                        f"Model {model} version {version} did not answer within "
                         f"responseTimeout={route.response_timeout_s:g}s; its worker is being replaced"
                     ) from None
         finally:

@@ -4,10 +4,10 @@ Every frame is ``!II`` (meta length, payload length), an orjson ``meta`` object,
 payload bytes, which travel untouched (no base64, no JSON escaping of bodies).
 
 Request meta: ``{"key", "id", "kind", "headers", "fields": [[name, content_type, length],
-...]}``; the payload is the fields' bytes one after the other. ``key`` is the frontend's
-own, unique on its connection; ``id`` is the request id the client and the handler see
-(which a client may choose, so it is never used to match replies). ``kind`` is
-``predict``, ``explain`` or ``describe``.
+...]}``; the payload is the fields' bytes one after the other. ``key`` is an integer the
+frontend gives each request it sends on a connection, rising in the order it sends them;
+``id`` is the request id the client and the handler see (which a client may choose, so it
+is never used to match replies). ``kind`` is ``predict``, ``explain`` or ``describe``.
 
 Reply meta: ``{"key", "status", "headers", "content_type"}`` and the body as payload; an
 error reply also has ``"error": {"code", "type", "message"}``.
@@ -15,15 +15,14 @@ error reply also has ``"error": {"code", "type", "message"}``.
 Many requests are in flight on one connection at once; replies carry the request key and
 may come back in any order.
 
-Two notices travel with an empty payload: the worker sends ``{"started": [keys]}`` when a
-batch begins (a request not yet started when its worker goes away is safe to send to
-another worker), and the frontend sends ``{"cancel": key}`` when a client has gone away
-(the worker drops that request if it has not started it).
+The frontend also sends two notices, with an empty payload: ``{"board": path}`` first on
+every connection (the shared-memory board where the worker marks which requests it has
+started, see ``hookserve.started_board``), and ``{"cancel": key}`` when a client has gone
+away (the worker drops that request if it has not started it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from dataclasses import dataclass, field
 
@@ -45,12 +44,12 @@ class WorkRequest:
     kind: str
     headers: dict[str, str]
     fields: list[Field]
-    key: str = ""
+    key: int = -1
 
 
 @dataclass
 class Reply:
-    key: str
+    key: int
     status: int
     body: bytes
     content_type: str | None = None
@@ -98,27 +97,55 @@ def encode_notice(notice: dict) -> list[bytes]:
     return [FRAME_HEADER.pack(len(data), 0), data]
 
 
-def decode_worker_frame(meta: bytes, payload: bytes) -> Reply | list[str]:
-    """A reply, or the keys of a ``started`` notice."""
+def decode_reply(meta: bytes, payload: bytes) -> Reply:
     info = orjson.loads(meta)
-    started = info.get("started")
-    if started is not None:
-        return started
     return Reply(
         info["key"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
     )
 
 
-def decode_frontend_frame(meta: bytes, payload: bytes) -> WorkRequest | str:
-    """A request, or the key of a ``cancel`` notice."""
-    if meta.startswith(b'{"cancel"'):
-        return orjson.loads(meta)["cancel"]
-    return decode_request(meta, payload)
+def decode_frontend_frame(meta: bytes, payload: bytes) -> WorkRequest | dict:
+    """A request, or a notice (``{"cancel": key}`` or ``{"board": path}``)."""
+    if meta.startswith(b'{"key"'):
+        return decode_request(meta, payload)
+    return orjson.loads(meta)
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """One frame's (meta, payload); raises ``asyncio.IncompleteReadError`` at EOF."""
-    meta_len, payload_len = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
-    meta = await reader.readexactly(meta_len)
-    payload = await reader.readexactly(payload_len) if payload_len else b""
-    return meta, payload
+class FrameReader:
+    """Cuts a byte stream into frames: ``feed`` returns the ``(meta, payload)`` of every frame
+    the new bytes complete. A large frame arriving in many pieces is joined once, when whole."""
+
+    __slots__ = ("chunks", "buffered", "needed")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.needed = FRAME_HEADER.size
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self.buffered += len(data)
+        if self.buffered < self.needed:
+            self.chunks.append(data)
+            return []
+        if self.chunks:
+            self.chunks.append(data)
+            data = b"".join(self.chunks)
+            self.chunks = []
+        frames = []
+        pos, size, header = 0, len(data), FRAME_HEADER.size
+        while True:
+            if size - pos < header:
+                self.needed = header
+                break
+            meta_len, payload_len = FRAME_HEADER.unpack_from(data, pos)
+            middle = pos + header + meta_len
+            end = middle + payload_len
+            if end > size:
+                self.needed = end - pos
+                break
+            frames.append((data[pos + header : middle], data[middle:end]))
+            pos = end
+        self.buffered = size - pos
+        if self.buffered:
+            self.chunks.append(data[pos:])
+        return frames

@@ -59,6 +59,9 @@ def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
         "graceful_timeout": 30,
         # Idle keep-alive connections hold up a graceful stop until they time out: keep it short.
         "keepalive": 5,
+        # A client that goes away gets its request task cancelled at once, which withdraws
+        # the request from its model worker if it has not started.
+        "asgi_disconnect_grace_period": 0,
         # Bodies are capped by max_request_size in the app; headers keep gunicorn's limits.
         "accesslog": None,
         # Operators use the management API; gunicorn's own control socket would also clash

@@ -27,14 +27,8 @@ from hookserve.handler_entry import HandlerEntry, resolve_handler
 from hookserve.handler_plugin import handler_plugin
 from hookserve.plugin_types import Batcher, BatchSettings
 from hookserve.pluginmanager import Hooks
-from hookserve.protocol import (
-    Reply,
-    WorkRequest,
-    decode_frontend_frame,
-    encode_notice,
-    encode_reply,
-    read_frame,
-)
+from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_frontend_frame, encode_reply
+from hookserve.started_board import StartedBoard
 
 log = logging.getLogger("hookserve.worker")
 
@@ -92,7 +86,7 @@ def encode_output(item: Any) -> tuple[bytes, str]:
         raise PredictionError(f"handler output of type {type(item).__name__} cannot be sent as JSON: {exc}") from None
 
 
-def error_reply(key: str, error: HookserveError) -> Reply:
+def error_reply(key: int, error: HookserveError) -> Reply:
     body = orjson.dumps(error.to_dict())
     return Reply(key, error.code, body, "application/json", error=error.to_dict())
 
@@ -159,7 +153,7 @@ class BatchRunner:
         if len(outputs) != expected:
             raise PredictionError(f"handler returned {len(outputs)} items for a batch of {expected} requests")
 
-    def _reply(self, idx: int, key: str, item: Any) -> Reply:
+    def _reply(self, idx: int, key: int, item: Any) -> Reply:
         if isinstance(item, BaseException):
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
@@ -169,6 +163,40 @@ class BatchRunner:
         headers = processor.get_response_headers()
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
         return Reply(key, processor.get_response_status_code(), body, set_type or content_type, headers)
+
+
+class FrontendConnection(asyncio.Protocol):
+    """One frontend's connection: its requests in, their replies out, its starts on its board."""
+
+    def __init__(self, server: WorkerServer):
+        self.server = server
+        self.frames = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.board: StartedBoard | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        for meta, payload in self.frames.feed(data):
+            frame = decode_frontend_frame(meta, payload)
+            if isinstance(frame, WorkRequest):
+                self.server.arrive(self, frame)
+            elif "cancel" in frame:
+                self.server.cancel(self, frame["cancel"])
+            else:
+                self.board = StartedBoard.open(frame["board"])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+    def write(self, buffers: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(buffers)
 
 
 class WorkerServer:
@@ -184,55 +212,49 @@ class WorkerServer:
     def __init__(self, runner: BatchRunner, batcher: Batcher):
         self.runner = runner
         self.batcher = batcher
-        self.queue: collections.deque[tuple[asyncio.StreamWriter, WorkRequest]] = collections.deque()
+        self.queue: collections.deque[tuple[FrontendConnection, WorkRequest]] = collections.deque()
         self.arrived = asyncio.Event()
         self.draining = False
-        self.writers: set[asyncio.StreamWriter] = set()
+        self.connections: set[FrontendConnection] = set()
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
-        server = await asyncio.start_unix_server(self._on_connection, path=socket_path)
         loop = asyncio.get_running_loop()
+        server = await loop.create_unix_server(lambda: FrontendConnection(self), path=socket_path)
         loop.add_signal_handler(signal.SIGTERM, self._drain, server)
         on_ready()
         await self._batch_loop()
-        for writer in list(self.writers):
-            writer.close()
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
 
     def _drain(self, server: asyncio.AbstractServer) -> None:
         self.draining = True
         server.close()
         self.arrived.set()
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
-        try:
-            while True:
-                frame = decode_frontend_frame(*await read_frame(reader))
-                if isinstance(frame, str):
-                    self._cancel(writer, frame)
-                    continue
-                self.queue.append((writer, frame))
-                self.batcher.on_arrival()
-                self.arrived.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.writers.discard(writer)
-            writer.close()
+    def arrive(self, connection: FrontendConnection, request: WorkRequest) -> None:
+        self.queue.append((connection, request))
+        self.batcher.on_arrival()
+        self.arrived.set()
 
-    def _cancel(self, writer: asyncio.StreamWriter, key: str) -> None:
+    def cancel(self, connection: FrontendConnection, key: int) -> None:
         for entry in self.queue:
-            if entry[0] is writer and entry[1].key == key:
+            if entry[0] is connection and entry[1].key == key:
                 self.queue.remove(entry)
                 return
 
     async def _wait_for_arrival(self, timeout: float | None) -> bool:
         self.arrived.clear()
+        if timeout is None:
+            await self.arrived.wait()
+            return True
         try:
             await asyncio.wait_for(self.arrived.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
 
-    async def _next_batch(self) -> list[tuple[asyncio.StreamWriter, WorkRequest]]:
+    async def _next_batch(self) -> list[tuple[FrontendConnection, WorkRequest]]:
         """The next batch, or an empty list when a drain has finished."""
         while True:
             while not self.queue:
@@ -254,26 +276,22 @@ class WorkerServer:
         return batch
 
     @staticmethod
-    def _by_writer(batch: list[tuple[asyncio.StreamWriter, WorkRequest]], frames: list[list[bytes]]) -> None:
-        """Write each connection's frames in one go: one system call per frontend, not per request."""
-        out: dict[asyncio.StreamWriter, list[bytes]] = {}
-        for (writer, _), frame in zip(batch, frames, strict=True):
-            out.setdefault(writer, []).extend(frame)
-        for writer, buffers in out.items():
-            if not writer.is_closing():
-                writer.writelines(buffers)
+    def _reply(batch: list[tuple[FrontendConnection, WorkRequest]], replies: list[Reply]) -> None:
+        """Write each connection's replies in one go: one system call per frontend, not per request."""
+        out: dict[FrontendConnection, list[bytes]] = {}
+        for (connection, _), reply in zip(batch, replies, strict=True):
+            out.setdefault(connection, []).extend(encode_reply(reply))
+        for connection, buffers in out.items():
+            connection.write(buffers)
 
     async def _batch_loop(self) -> None:
         while batch := await self._next_batch():
-            # announced before running: a request that was started is never sent elsewhere
-            started: dict[asyncio.StreamWriter, list[str]] = {}
-            for writer, request in batch:
-                started.setdefault(writer, []).append(request.key)
-            for writer, keys in started.items():
-                if not writer.is_closing():
-                    writer.writelines(encode_notice({"started": keys}))
+            # marked before running: a request that was started is never sent elsewhere
+            for connection, request in batch:
+                if connection.board is not None:
+                    connection.board.write(request.key)
             replies = self.runner.run([request for _, request in batch])
-            self._by_writer(batch, [encode_reply(reply) for reply in replies])
+            self._reply(batch, replies)
             self.batcher.on_replied(len(batch))
             # let the replies go out and new frames come in before the next batch
             await asyncio.sleep(0)

@@ -19,7 +19,6 @@ from hookserve.plugin_types import Routes
 log = logging.getLogger("hookserve.frontend")
 
 REQUEST_ID_HEADER = "x-request-id"
-RECEIVE_SCOPE_KEY = "hookserve.receive"
 JSON_HANDLER = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
 
 # falcon's own errors (no route, bad method) in TorchServe's words.
@@ -128,8 +127,6 @@ class ListenerDispatch:
         self.fallback = next(iter(by_port.values()))
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        # resources that wait on a model watch ``receive`` for the client going away
-        scope[RECEIVE_SCOPE_KEY] = receive
         server = scope.get("server")
         app = self.by_port.get(server[1], self.fallback) if server else self.fallback
         await app(scope, receive, send)

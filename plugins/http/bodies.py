@@ -23,15 +23,17 @@ TEXT = "text/plain; charset=utf-8"
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     """The whole body, refusing more than ``limit`` bytes before reading them if it can."""
     length = req.content_length
-    if length is not None and length > limit:
-        raise RequestTooLarge(f"request body of {length} bytes exceeds max_request_size={limit} bytes")
+    if length is not None:
+        if length > limit:
+            raise RequestTooLarge(f"request body of {length} bytes exceeds max_request_size={limit} bytes")
+        return await req.stream.read()
     chunks, size = [], 0
     async for chunk in req.stream:
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(f"request body exceeds max_request_size={limit} bytes")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 def body_fields(body: bytes, content_type: str | None) -> list[Field]:
@@ -62,4 +64,6 @@ def multipart_fields(body: bytes, content_type: str) -> list[Field]:
 
 
 def query_fields(req: falcon.asgi.Request) -> list[Field]:
+    if not req.query_string:
+        return []
     return [Field(name, TEXT, value.encode()) for name, value in parse_qsl(req.query_string, keep_blank_values=True)]

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import falcon
 import falcon.asgi
 
 from hookserve.config import ServerConfig
 from hookserve.model_client import ModelClient
-from hookserve.plugins.http.app import RECEIVE_SCOPE_KEY
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
 from hookserve.protocol import WorkRequest
 
 # Hop-by-hop and framing headers are the frontend's business, not the handler's.
 SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
-
-
-async def client_gone(receive: Any) -> None:
-    """Returns when the client disconnects (the body has been read already)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-def cancel_task(task: asyncio.Task) -> Any:
-    def on_done(watcher: asyncio.Future) -> None:
-        # a request whose client has gone away is withdrawn before it runs
-        if not watcher.cancelled():
-            task.cancel()
-
-    return on_done
 
 
 class PingResource:
@@ -58,17 +39,14 @@ class PredictionsResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
         # Resolve first: an unknown model is a 404 whatever the body.
-        self.models.resolve(model_name, version)
+        route = self.models.resolve(model_name, version)
         body = await read_body(req, self.max_request_size)
         fields = query_fields(req) + body_fields(body, req.content_type)
-        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SKIPPED_REQUEST_HEADERS}
-        request = WorkRequest(req.context.request_id, self.kind, headers, fields)
-        watcher = asyncio.ensure_future(client_gone(req.scope[RECEIVE_SCOPE_KEY]))
-        watcher.add_done_callback(cancel_task(asyncio.current_task()))
-        try:
-            reply = await self.models.submit(model_name, version, request)
-        finally:
-            watcher.cancel()
+        # ASGI header names are lower case already
+        headers = {k: v for k, v in req.headers.items() if k not in SKIPPED_REQUEST_HEADERS}
+        # A client that goes away gets this task cancelled (gunicorn's disconnect grace
+        # period is 0), which withdraws its request from the worker if not yet started.
+        reply = await self.models.submit(route, WorkRequest(req.context.request_id, self.kind, headers, fields))
         resp.status = reply.status
         resp.data = reply.body
         resp.content_type = reply.content_type

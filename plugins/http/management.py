@@ -181,7 +181,10 @@ class ModelResource:
         resp.media = described
 
     async def _customized(self, req: falcon.asgi.Request, model: str, version: str) -> Any:
-        reply = await self.shared.models.submit(model, version, WorkRequest(req.context.request_id, "describe", {}, []))
+        models = self.shared.models
+        reply = await models.submit(
+            models.resolve(model, version), WorkRequest(req.context.request_id, "describe", {}, [])
+        )
         if reply.status >= 400:
             raise HookserveError(reply.error["message"] if reply.error else reply.body.decode(), code=reply.status)
         return reply.body.decode("utf-8", errors="replace")
