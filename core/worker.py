@@ -202,8 +202,11 @@ class FrontendConnection(asyncio.Protocol):
 class WorkerServer:
     """The worker's socket side: frames in, batches out, replies back on their connection.
 
-    On SIGTERM it stops accepting connections, finishes every request it has received
-    (and any that arrive while it drains), then closes its connections and returns.
+    Batches run from event-loop callbacks: an arrival schedules a look at the queue, which
+    runs a batch at once or, while the batcher wants to wait for more, sets a timer (and
+    the next arrival looks again). On SIGTERM it stops accepting connections, finishes
+    every request it has received (and any that arrive while it drains), then closes its
+    connections and returns.
     """
 
     # After the queue runs dry while draining, wait this long for frames still on the way.
@@ -213,16 +216,22 @@ class WorkerServer:
         self.runner = runner
         self.batcher = batcher
         self.queue: collections.deque[tuple[FrontendConnection, WorkRequest]] = collections.deque()
-        self.arrived = asyncio.Event()
-        self.draining = False
         self.connections: set[FrontendConnection] = set()
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future | None = None
+        self._look: asyncio.Handle | None = None  # the next look at the queue, soon or timed
+        self._look_is_soon = False
+        self._waiting_since: float | None = None  # when the batch now forming began to wait
+        self._quiet: asyncio.TimerHandle | None = None
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
         server = await loop.create_unix_server(lambda: FrontendConnection(self), path=socket_path)
         loop.add_signal_handler(signal.SIGTERM, self._drain, server)
         on_ready()
-        await self._batch_loop()
+        await self._done
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
@@ -230,12 +239,29 @@ class WorkerServer:
     def _drain(self, server: asyncio.AbstractServer) -> None:
         self.draining = True
         server.close()
-        self.arrived.set()
+        if not self.queue:
+            self._wait_until_quiet()
+
+    def _wait_until_quiet(self) -> None:
+        if self._quiet is None:
+            self._quiet = self._loop.call_later(self.DRAIN_QUIET_S, self._finish_if_quiet)
+
+    def _finish_if_quiet(self) -> None:
+        self._quiet = None
+        if not self.queue and not self._done.done():
+            self._done.set_result(None)
 
     def arrive(self, connection: FrontendConnection, request: WorkRequest) -> None:
         self.queue.append((connection, request))
         self.batcher.on_arrival()
-        self.arrived.set()
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
+        if not self._look_is_soon:
+            if self._look is not None:
+                self._look.cancel()  # a timed look: the batcher decides again with this arrival
+            self._look = self._loop.call_soon(self._look_at_queue)
+            self._look_is_soon = True
 
     def cancel(self, connection: FrontendConnection, key: int) -> None:
         for entry in self.queue:
@@ -243,58 +269,46 @@ class WorkerServer:
                 self.queue.remove(entry)
                 return
 
-    async def _wait_for_arrival(self, timeout: float | None) -> bool:
-        self.arrived.clear()
-        if timeout is None:
-            await self.arrived.wait()
-            return True
-        try:
-            await asyncio.wait_for(self.arrived.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+    def _look_at_queue(self) -> None:
+        self._look, self._look_is_soon = None, False
+        if not self.queue:  # cancels may have emptied it
+            self._waiting_since = None
+            if self.draining:
+                self._wait_until_quiet()
+            return
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
+        if wait:
+            self._look = self._loop.call_later(wait, self._look_at_queue)
+            return
+        self._waiting_since = None
+        self._run(self._take_batch())
+        # replies go out and new frames come in before the next batch
+        self._look = self._loop.call_soon(self._look_at_queue)
+        self._look_is_soon = True
 
-    async def _next_batch(self) -> list[tuple[FrontendConnection, WorkRequest]]:
-        """The next batch, or an empty list when a drain has finished."""
-        while True:
-            while not self.queue:
-                if self.draining:
-                    if not await self._wait_for_arrival(self.DRAIN_QUIET_S) and not self.queue:
-                        return []
-                    continue
-                await self._wait_for_arrival(None)
-            first = time.monotonic()
-            while wait := self.batcher.wait_time(len(self.queue), time.monotonic() - first):
-                if not await self._wait_for_arrival(wait):
-                    break
-            if self.queue:  # cancels may have emptied it while we waited
-                break
+    def _take_batch(self) -> list[tuple[FrontendConnection, WorkRequest]]:
         kind = self.queue[0][1].kind
         batch = [self.queue.popleft()]
         while self.queue and len(batch) < self.batcher.batch_size and self.queue[0][1].kind == kind:
             batch.append(self.queue.popleft())
         return batch
 
-    @staticmethod
-    def _reply(batch: list[tuple[FrontendConnection, WorkRequest]], replies: list[Reply]) -> None:
-        """Write each connection's replies in one go: one system call per frontend, not per request."""
+    def _run(self, batch: list[tuple[FrontendConnection, WorkRequest]]) -> None:
+        # marked before running: a request that was started is never sent elsewhere
+        for connection, request in batch:
+            if connection.board is not None:
+                connection.board.write(request.key)
+        replies = self.runner.run([request for _, request in batch])
+        # each connection's replies in one write: one system call per frontend, not per request
         out: dict[FrontendConnection, list[bytes]] = {}
         for (connection, _), reply in zip(batch, replies, strict=True):
             out.setdefault(connection, []).extend(encode_reply(reply))
         for connection, buffers in out.items():
             connection.write(buffers)
-
-    async def _batch_loop(self) -> None:
-        while batch := await self._next_batch():
-            # marked before running: a request that was started is never sent elsewhere
-            for connection, request in batch:
-                if connection.board is not None:
-                    connection.board.write(request.key)
-            replies = self.runner.run([request for _, request in batch])
-            self._reply(batch, replies)
-            self.batcher.on_replied(len(batch))
-            # let the replies go out and new frames come in before the next batch
-            await asyncio.sleep(0)
+        self.batcher.on_replied(len(batch))
 
 
 def load_model(
