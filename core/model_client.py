@@ -24,12 +24,11 @@ import orjson
 from hookserve.control import call_manager
 from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
-from hookserve.started_board import STARTED_POLL_S, StartedBoard
+from hookserve.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 
 ROUTES_FILE = "routes.json"
-BOARDS_DIR = "boards"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2

@@ -19,6 +19,8 @@ import struct
 import tempfile
 
 SLOT = struct.Struct("=q")
+# Boards live here, inside the run folder beside the worker sockets.
+BOARDS_DIR = "boards"
 # How late, at most, the frontend sees a start; a timeout can fire that much late.
 STARTED_POLL_S = 0.05
 

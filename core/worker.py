@@ -28,7 +28,7 @@ from hookserve.handler_plugin import handler_plugin
 from hookserve.plugin_types import Batcher, BatchSettings
 from hookserve.pluginmanager import Hooks
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_frontend_frame, encode_reply
-from hookserve.started_board import StartedBoard
+from hookserve.started_board import BOARDS_DIR, StartedBoard
 
 log = logging.getLogger("hookserve.worker")
 
@@ -185,8 +185,12 @@ class FrontendConnection(asyncio.Protocol):
                 self.server.arrive(self, frame)
             elif "cancel" in frame:
                 self.server.cancel(self, frame["cancel"])
-            else:
+            elif os.path.realpath(os.path.dirname(frame["board"])) == self.server.boards_dir:
                 self.board = StartedBoard.open(frame["board"])
+            else:
+                log.error("a frontend named a started board outside %s: %r", self.server.boards_dir, frame["board"])
+                self.transport.close()
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -224,8 +228,10 @@ class WorkerServer:
         self._look_is_soon = False
         self._waiting_since: float | None = None  # when the batch now forming began to wait
         self._quiet: asyncio.TimerHandle | None = None
+        self.boards_dir = ""
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
+        self.boards_dir = os.path.realpath(os.path.join(os.path.dirname(socket_path), BOARDS_DIR))
         loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         server = await loop.create_unix_server(lambda: FrontendConnection(self), path=socket_path)

@@ -3,9 +3,15 @@ shared-memory board a worker marks its started requests on."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import socket
 
+import pytest
+import requests
+
+from helpers import Server, mlp_archive, mlp_expected, serving
 from hookserve.protocol import (
     Field,
     FrameReader,
@@ -76,3 +82,39 @@ def test_board_is_shared_between_its_creator_and_the_worker_and_removed_with_it(
     frontend_side.close(remove=True)
     assert not os.path.exists(frontend_side.path)
     assert StartedBoard.create(str(tmp_path / "boards")).path != frontend_side.path
+
+
+def test_a_worker_refuses_a_board_outside_the_run_folder_and_keeps_serving(tmp_path):
+    """The board path comes over the worker socket: a worker maps only files in its own
+    run folder's boards directory, so a bad path cannot make it write into another file."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    mlp_archive(tmp_path)
+    outside = tmp_path / "precious"
+    outside.write_bytes(b"12345678")
+    server = Server(
+        ["--ncs", "--model-store", str(tmp_path / "store"), "--models", "mlp=mlp.mar", "--workers", "1"],
+        tmp_path,
+        env={"TMPDIR": str(tmp)},
+    )
+    with serving(server):
+        [routes] = tmp.glob("hookserve-*/routes.json")
+        [worker] = json.loads(routes.read_text())["models"]["mlp"]["versions"]["1.0"]["workers"]
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(worker["socket"])
+            sock.sendall(b"".join(encode_notice({"board": str(outside)})))
+            sock.sendall(
+                b"".join(
+                    encode_request(WorkRequest("x", "predict", {}, [Field("body", "application/json", b"[1]")], 7))
+                )
+            )
+            assert sock.recv(1024) == b""  # closed without an answer
+        assert outside.read_bytes() == b"12345678"
+        assert "outside" in server.log()
+        row = [0.5] * 64
+        reply = requests.post(server.url("/predictions/mlp"), json=row, timeout=30)
+        assert reply.status_code == 200, reply.text
+        expected = mlp_expected([row])[0]
+        assert reply.json()["class"] == expected["class"]
+        assert reply.json()["scores"] == pytest.approx(expected["scores"], abs=1e-5)
