@@ -110,9 +110,14 @@ def serve_config(argv: list[str]) -> ServerConfig:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from hookserve.manager_process import start_manager
+
+    config = config_from_args(args)
+    # before gunicorn is imported: the manager's import of torch (about a second) overlaps it
+    manager = start_manager(config)
     from hookserve.server import HookserveApplication
 
-    HookserveApplication(config_from_args(args)).run()
+    HookserveApplication(config, manager).run()
     return 0
 
 

@@ -126,7 +126,7 @@ def visible_gpu_count() -> int:
 
 
 class ModelManager:
-    def __init__(self, config: ServerConfig, hooks: Hooks):
+    def __init__(self, config: ServerConfig, hooks: Hooks, parent_pid: int):
         self.config = config
         self.hooks = hooks
         self.run_dir = Path(config.run_dir)
@@ -138,7 +138,7 @@ class ModelManager:
         self.selector = selectors.DefaultSelector()
         self.gpu_count = visible_gpu_count()
         self.stopping = False
-        self.parent_pid = os.getppid()
+        self.parent_pid = parent_pid
         self._socket_counter = 0
         self._routes_dirty = True
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -784,12 +784,15 @@ def preload_worker_modules() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m hookserve.manager RUN_DIR [MASTER_PID]``: the manager stops when the
+    master is gone (given by the master, which may exit before we could ask for our parent)."""
     argv = sys.argv[1:] if argv is None else argv
+    parent_pid = int(argv[1]) if len(argv) > 1 else os.getppid()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [manager] %(levelname)s %(name)s: %(message)s")
     config = ServerConfig.load(argv[0] if argv else None)
     preload_worker_modules()
     pm = create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins)
-    ModelManager(config, Hooks(pm)).run()
+    ModelManager(config, Hooks(pm), parent_pid).run()
     return 0
 
 

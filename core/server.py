@@ -1,53 +1,38 @@
 """``hookserve serve``: a gunicorn application whose master also owns the model manager.
 
 The same settings serve plain gunicorn through ``hookserve.gunicorn_conf``. The master
-creates the run folder (config, sockets, routes), starts the model manager process in
-``on_starting`` and stops it in ``on_exit``, after the frontends have finished their
-in-flight requests.
+owns the model manager process (``hookserve.manager_process``) and stops it in ``on_exit``,
+after the frontends have finished their in-flight requests.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gasgi import ASGIWorker
 
-from hookserve.config import RUN_DIR_ENV, ServerConfig
-
-MANAGER_STOP_TIMEOUT_S = 30
+from hookserve.config import ServerConfig
+from hookserve.manager_process import start_manager, stop_manager
 
 
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def gunicorn_settings(config: ServerConfig) -> dict[str, Any]:
-    """Gunicorn settings for a config; one source for ``hookserve serve`` and the conf module."""
+def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = None) -> dict[str, Any]:
+    """Gunicorn settings for a config; one source for ``hookserve serve`` and the conf module.
+
+    ``hookserve serve`` passes the ``manager`` it started before importing gunicorn, so the
+    manager's import of torch overlaps gunicorn's own start; otherwise ``on_starting`` starts it.
+    """
 
     def on_starting(arbiter: Any) -> None:
-        config.run_dir = tempfile.mkdtemp(prefix="hookserve-")
-        os.environ[RUN_DIR_ENV] = config.run_dir
-        config.save()
-        arbiter.hookserve_manager = subprocess.Popen([sys.executable, "-m", "hookserve.manager", config.run_dir])
+        arbiter.hookserve_manager = manager or start_manager(config)
 
     def on_exit(arbiter: Any) -> None:
-        manager = getattr(arbiter, "hookserve_manager", None)
-        if manager is not None and manager.poll() is None:
-            manager.send_signal(signal.SIGTERM)
-            try:
-                manager.wait(MANAGER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                manager.kill()
-                manager.wait()
-        if config.run_dir:
-            shutil.rmtree(config.run_dir, ignore_errors=True)
+        stop_manager(getattr(arbiter, "hookserve_manager", None), config)
 
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
@@ -82,12 +67,13 @@ class FrontendWorker(ASGIWorker):
 
 
 class HookserveApplication(BaseApplication):
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig, manager: subprocess.Popen | None = None):
         self.config = config
+        self.manager = manager
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in gunicorn_settings(self.config).items():
+        for key, value in gunicorn_settings(self.config, self.manager).items():
             self.cfg.set(key, value)
 
     def load(self) -> Any:

@@ -15,6 +15,7 @@ import requests
 from helpers import (
     Server,
     alive,
+    archive,
     cmdline,
     free_port,
     free_port_run,
@@ -172,3 +173,24 @@ def test_demo_serves_and_its_printed_curl_line_works(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+MODULES_HANDLER = """
+import sys
+
+def handle(data, context):
+    if data is None:
+        return None
+    return [sorted({name.split(".")[0] for name in sys.modules} & {"falcon", "gunicorn", "torch"})] * len(data)
+"""
+
+
+def test_model_workers_do_not_import_the_http_stack(tmp_path):
+    """The manager registers the http plugin like every builtin, but falcon and gunicorn are
+    for frontends only: importing them would delay every model's start-up."""
+    archive(tmp_path, "modules", "handler.py", files={"handler.py": MODULES_HANDLER})
+    server = Server(["--model-store", str(tmp_path / "store"), "--models", "modules.mar", "--workers", "1"], tmp_path)
+    with serving(server):
+        reply = requests.post(server.url("/predictions/modules"), json=[1], timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == ["torch"]

@@ -246,8 +246,10 @@ from hookserve.cli import main
 
 
 class Started:
-    def __init__(self, config):
+    def __init__(self, config, manager):
         print("STARTED", config.management_address, flush=True)
+        manager.terminate()
+        manager.wait()
         sys.exit(99)
 
 

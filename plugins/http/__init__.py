@@ -8,18 +8,22 @@ from typing import Any
 from hookserve.config import ServerConfig
 from hookserve.hookspecs import hookimpl
 from hookserve.plugin_types import Routes
-from hookserve.plugins.http.app import create_listener_apps
-from hookserve.plugins.http.inference import PingResource, PredictionsResource
-from hookserve.plugins.http.management import (
-    ManagementResources,
-    ModelResource,
-    ModelsResource,
-    SetDefaultResource,
-)
+
+# The manager and the model workers register every builtin plugin too, but only frontends
+# serve HTTP: falcon (about 0.1 s to import) is imported by the hooks, not by this module,
+# so it delays no model from loading.
 
 
 @hookimpl
 def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
+    from hookserve.plugins.http.inference import PingResource, PredictionsResource
+    from hookserve.plugins.http.management import (
+        ManagementResources,
+        ModelResource,
+        ModelsResource,
+        SetDefaultResource,
+    )
+
     predictions = PredictionsResource(routes.models, config)
     explanations = PredictionsResource(routes.models, config, kind="explain")
     routes.add("inference", "/ping", PingResource(routes.models))
@@ -36,4 +40,6 @@ def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
 
 @hookimpl(trylast=True)
 def hookserve_http_app(routes: Routes, config: ServerConfig) -> Any:
+    from hookserve.plugins.http.app import create_listener_apps
+
     return create_listener_apps(routes, config)
