@@ -44,6 +44,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-delay", dest="max_batch_delay_ms", type=int, default=None, metavar="MS")
     parser.add_argument("--max-request-size", type=int, default=None, metavar="BYTES")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads per worker")
+    parser.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=None,
+        metavar="US",
+        help="poll instead of sleeping this long after activity, at low load (default 300; 0: off)",
+    )
     parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
     parser.add_argument(
         "--strict-plugins",

@@ -80,6 +80,9 @@ class ServerConfig:
     number_of_gpu: int | None = None
     frontend_workers: int = 1
     torch_threads: int | None = None
+    # Frontends and model workers poll instead of sleeping this long after activity (see
+    # hookserve.busy_poll); 0 turns it off.
+    busy_poll_us: int = 300
     disabled_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
     # Model URLs beyond the model store must match one of these regexes (TorchServe's key).

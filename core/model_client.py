@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from hookserve.busy_poll import BusyPoll
 from hookserve.control import call_manager
 from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
@@ -73,7 +74,8 @@ class Pending:
 class WorkerConnection(asyncio.Protocol):
     """One multiplexed connection to one worker socket, with its started board."""
 
-    def __init__(self, socket_path: str, boards_dir: str):
+    def __init__(self, socket_path: str, boards_dir: str, busy_poll: BusyPoll):
+        self.busy_poll = busy_poll
         self.socket_path = socket_path
         self.boards_dir = boards_dir
         # keys rise in the order requests are sent: the board's one number covers them all
@@ -116,6 +118,7 @@ class WorkerConnection(asyncio.Protocol):
         self._write(encode_notice({"board": self.board.path}))
 
     def data_received(self, data: bytes) -> None:
+        self.busy_poll.touch()
         pending = self.pending
         for meta, payload in self.frames.feed(data):
             reply = decode_reply(meta, payload)
@@ -185,6 +188,7 @@ class WorkerConnection(asyncio.Protocol):
         await self._ensure_connected()
         if self.closed:
             raise NotStarted()
+        self.busy_poll.touch()
         request.key = key = next(self.keys)
         entry = self.pending[key] = Pending(asyncio.get_running_loop().create_future(), timeout)
         self._write(encode_request(request))
@@ -201,7 +205,7 @@ class WorkerConnection(asyncio.Protocol):
 
 
 class ModelClient:
-    def __init__(self, run_dir: str, job_queue_size: int = 100):
+    def __init__(self, run_dir: str, job_queue_size: int = 100, busy_poll_s: float = 0.0):
         self.run_dir = run_dir
         self.routes_path = Path(run_dir) / ROUTES_FILE
         self.routes: dict = {"models": {}, "failed": {}}
@@ -211,6 +215,9 @@ class ModelClient:
         self.queued: Counter[tuple[str, str]] = Counter()
         self.unreachable: dict[str, float] = {}  # socket -> loop time until which it is avoided
         self.boards_dir = str(Path(run_dir) / BOARDS_DIR)
+        self.in_flight = 0
+        # at low load only: with more requests in flight the loop is busy anyway
+        self.busy_poll = BusyPoll(busy_poll_s, lambda: self.in_flight <= 1)
         self._checked_at = -1.0
         self._resolved: dict[tuple[str, str | None], VersionRoute] = {}
 
@@ -258,7 +265,7 @@ class ModelClient:
     def _connection(self, socket_path: str) -> WorkerConnection:
         connection = self.connections.get(socket_path)
         if connection is None or connection.closed:
-            connection = self.connections[socket_path] = WorkerConnection(socket_path, self.boards_dir)
+            connection = self.connections[socket_path] = WorkerConnection(socket_path, self.boards_dir, self.busy_poll)
         return connection
 
     async def submit(self, route: VersionRoute, request: WorkRequest) -> Reply:
@@ -271,6 +278,7 @@ class ModelClient:
                 f"(job_queue_size={self.job_queue_size}); try again later"
             )
         self.queued[key] += 1
+        self.in_flight += 1
         loop = asyncio.get_running_loop()
         waiting_since: float | None = None
         try:
@@ -311,6 +319,7 @@ class ModelClient:
                     ) from None
         finally:
             self.queued[key] -= 1
+            self.in_flight -= 1
 
     async def _replace_worker(self, socket_path: str) -> None:
         try:

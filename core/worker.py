@@ -21,6 +21,7 @@ import orjson
 import uvloop
 
 from hookserve.archive import ModelArchive
+from hookserve.busy_poll import BusyPoll
 from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
 from hookserve.handler_entry import HandlerEntry, resolve_handler
@@ -46,6 +47,7 @@ class WorkerSpec:
     batch_size: int
     max_batch_delay_ms: int
     torch_threads: int | None = None
+    busy_poll_s: float = 0.0
 
 
 class BadInput(HookserveError):
@@ -216,7 +218,7 @@ class WorkerServer:
     # After the queue runs dry while draining, wait this long for frames still on the way.
     DRAIN_QUIET_S = 0.1
 
-    def __init__(self, runner: BatchRunner, batcher: Batcher):
+    def __init__(self, runner: BatchRunner, batcher: Batcher, busy_poll_s: float = 0.0):
         self.runner = runner
         self.batcher = batcher
         self.queue: collections.deque[tuple[FrontendConnection, WorkRequest]] = collections.deque()
@@ -229,6 +231,8 @@ class WorkerServer:
         self._waiting_since: float | None = None  # when the batch now forming began to wait
         self._quiet: asyncio.TimerHandle | None = None
         self.boards_dir = ""
+        # only while idle: a queue that is not empty keeps the loop busy anyway
+        self.busy_poll = BusyPoll(busy_poll_s, lambda: not self.queue)
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
         self.boards_dir = os.path.realpath(os.path.join(os.path.dirname(socket_path), BOARDS_DIR))
@@ -291,6 +295,7 @@ class WorkerServer:
             return
         self._waiting_since = None
         self._run(self._take_batch())
+        self.busy_poll.touch()
         # replies go out and new frames come in before the next batch
         self._look = self._loop.call_soon(self._look_at_queue)
         self._look_is_soon = True
@@ -349,5 +354,5 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         torch.set_num_threads(spec.torch_threads)
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
-    server = WorkerServer(BatchRunner(entry, context), batcher)
+    server = WorkerServer(BatchRunner(entry, context), batcher, spec.busy_poll_s)
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))
