@@ -5,6 +5,8 @@
 #
 #   bash bench/profile/run.sh OUT_DIR [CONCURRENCY] [BATCH_SIZE] [MAX_BATCH_DELAY_MS]
 #
+# FRONTEND_WORKERS (default 2, as bench/run.sh) sets --frontend-workers; py-spy samples the first.
+#
 # Needs: a python with hookserve, hookserve-ts and torch (PYTHON, default: python3 on PATH),
 # py-spy in that environment (pip install py-spy), wrk, and ../shared/bench beside the repo.
 set -euo pipefail
@@ -19,7 +21,7 @@ mkdir -p store
   --serialized-file work/artifacts/mlp_state.pt --handler "$SHARED/handler_mlp.py" --export-path store --force >/dev/null
 PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OMP_NUM_THREADS=1 setsid "$BIN/hookserve" serve --ncs --model-store store --models mlp=mlp.mar --workers 2 \
-  --torch-threads 1 --batch-size "$BS" --max-batch-delay "$DELAY" --inference-address "127.0.0.1:$PORT" \
+  --torch-threads 1 --batch-size "$BS" --max-batch-delay "$DELAY" --frontend-workers "${FRONTEND_WORKERS:-2}" --inference-address "127.0.0.1:$PORT" \
   --management-address "127.0.0.1:$((PORT+1))" --metrics-address "127.0.0.1:$((PORT+2))" > server.log 2>&1 &
 MASTER=$!
 trap 'kill -TERM $MASTER 2>/dev/null || true; wait $MASTER 2>/dev/null || true' EXIT
