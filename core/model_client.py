@@ -4,9 +4,9 @@ Routes come from the manager's ``routes.json`` (re-read when its mtime changes).
 frontend keeps one connection per worker, multiplexes its requests on it, and sends a new
 request to the ready worker with the fewest requests in flight from this frontend.
 
-A worker marks on a shared board which requests it has started. When a worker goes away (crash, scale-down,
-unregister), its started requests fail with a clear 5xx and the others are sent again to a
-ready worker, so nothing accepted is lost and nothing runs twice.
+A worker marks on a shared board which requests it has started. When a worker goes away
+(crash, scale-down, unregister), its started requests fail with a clear 5xx and the others
+are sent again to a ready worker, so nothing accepted is lost and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -189,11 +189,12 @@ class WorkerConnection(asyncio.Protocol):
         if self.closed:
             raise NotStarted()
         self.busy_poll.touch()
+        loop = asyncio.get_running_loop()
         request.key = key = next(self.keys)
-        entry = self.pending[key] = Pending(asyncio.get_running_loop().create_future(), timeout)
+        entry = self.pending[key] = Pending(loop.create_future(), timeout)
         self._write(encode_request(request))
         if self._watch_handle is None:
-            self._watch_handle = asyncio.get_running_loop().call_later(STARTED_POLL_S, self._watch_started)
+            self._watch_handle = loop.call_later(STARTED_POLL_S, self._watch_started)
         try:
             return await entry.future
         except asyncio.CancelledError:
@@ -215,9 +216,8 @@ class ModelClient:
         self.queued: Counter[tuple[str, str]] = Counter()
         self.unreachable: dict[str, float] = {}  # socket -> loop time until which it is avoided
         self.boards_dir = str(Path(run_dir) / BOARDS_DIR)
-        self.in_flight = 0
         # at low load only: with more requests in flight the loop is busy anyway
-        self.busy_poll = BusyPoll(busy_poll_s, lambda: self.in_flight <= 1)
+        self.busy_poll = BusyPoll(busy_poll_s, lambda: sum(self.queued.values()) <= 1)
         self._checked_at = -1.0
         self._resolved: dict[tuple[str, str | None], VersionRoute] = {}
 
@@ -278,7 +278,6 @@ class ModelClient:
                 f"(job_queue_size={self.job_queue_size}); try again later"
             )
         self.queued[key] += 1
-        self.in_flight += 1
         loop = asyncio.get_running_loop()
         waiting_since: float | None = None
         try:
@@ -319,7 +318,6 @@ class ModelClient:
                     ) from None
         finally:
             self.queued[key] -= 1
-            self.in_flight -= 1
 
     async def _replace_worker(self, socket_path: str) -> None:
         try:

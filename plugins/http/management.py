@@ -17,7 +17,7 @@ import orjson
 from hookserve.config import ServerConfig, is_loopback
 from hookserve.control import call_manager
 from hookserve.errors import BadRequest, HookserveError
-from hookserve.model_client import ModelClient
+from hookserve.model_client import ModelClient, VersionRoute
 from hookserve.protocol import WorkRequest
 
 REGISTER_INTS = ("batch_size", "max_batch_delay", "initial_workers", "response_timeout", "startup_timeout")
@@ -176,15 +176,12 @@ class ModelResource:
             route = models.resolve(model_name, number)
             entry = self.shared.describe(model_name, route.version)
             if req.get_param_as_bool("customized"):
-                entry["customizedMetadata"] = await self._customized(req, model_name, route.version)
+                entry["customizedMetadata"] = await self._customized(req, route)
             described.append(entry)
         resp.media = described
 
-    async def _customized(self, req: falcon.asgi.Request, model: str, version: str) -> Any:
-        models = self.shared.models
-        reply = await models.submit(
-            models.resolve(model, version), WorkRequest(req.context.request_id, "describe", {}, [])
-        )
+    async def _customized(self, req: falcon.asgi.Request, route: VersionRoute) -> Any:
+        reply = await self.shared.models.submit(route, WorkRequest(req.context.request_id, "describe", {}, []))
         if reply.status >= 400:
             raise HookserveError(reply.error["message"] if reply.error else reply.body.decode(), code=reply.status)
         return reply.body.decode("utf-8", errors="replace")
