@@ -194,3 +194,27 @@ def test_model_workers_do_not_import_the_http_stack(tmp_path):
         reply = requests.post(server.url("/predictions/modules"), json=[1], timeout=30)
         assert reply.status_code == 200, reply.text
         assert reply.json() == ["torch"]
+
+
+SCHEDULING_HANDLER = """
+import os
+
+def handle(data, context):
+    if data is None:
+        return None
+    return [os.sched_getscheduler(0) == os.SCHED_BATCH] * len(data)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux only")
+def test_model_workers_run_as_batch_tasks_and_the_rest_does_not(tmp_path):
+    """A worker that a frontend's write wakes must not preempt that frontend (see
+    prefer_throughput_scheduling); frontends keep the default policy and read clients at once."""
+    archive(tmp_path, "sched", "handler.py", files={"handler.py": SCHEDULING_HANDLER})
+    server = Server(["--model-store", str(tmp_path / "store"), "--models", "sched.mar", "--workers", "1"], tmp_path)
+    with serving(server):
+        reply = requests.post(server.url("/predictions/sched"), json=[1], timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() is True
+        others = [pid for pid in server.pids() if "hookserve.manager" not in cmdline(pid)]
+        assert others and all(os.sched_getscheduler(pid) == os.SCHED_OTHER for pid in others)
