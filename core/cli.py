@@ -51,6 +51,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="US",
         help="poll instead of sleeping this long after activity, at low load (default 300; 0: off)",
     )
+    parser.add_argument(
+        "--no-batch-scheduling",
+        dest="batch_scheduling",
+        action="store_false",
+        default=None,
+        help="keep the default CPU scheduling instead of SCHED_BATCH for frontends and model workers",
+    )
     parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
     parser.add_argument(
         "--strict-plugins",

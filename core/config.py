@@ -83,6 +83,8 @@ class ServerConfig:
     # Frontends and model workers poll instead of sleeping this long after activity (see
     # hookserve.busy_poll); 0 turns it off.
     busy_poll_us: int = 300
+    # Frontends and model workers run as SCHED_BATCH (see hookserve.scheduling).
+    batch_scheduling: bool = True
     disabled_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
     # Model URLs beyond the model store must match one of these regexes (TorchServe's key).

@@ -473,6 +473,7 @@ class ModelManager:
             max_batch_delay_ms=version.settings["max_batch_delay_ms"],
             torch_threads=self.config.torch_threads,
             busy_poll_s=self.config.busy_poll_us / 1e6,
+            batch_scheduling=self.config.batch_scheduling,
         )
         pid = os.fork()
         if pid == 0:

@@ -15,6 +15,7 @@ from gunicorn.workers.gasgi import ASGIWorker
 
 from hookserve.config import ServerConfig
 from hookserve.manager_process import start_manager, stop_manager
+from hookserve.scheduling import use_batch_scheduling
 
 
 def bind_address(host: str, port: int) -> str:
@@ -34,6 +35,10 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     def on_exit(arbiter: Any) -> None:
         stop_manager(getattr(arbiter, "hookserve_manager", None), config)
 
+    def post_worker_init(worker: Any) -> None:
+        if config.batch_scheduling:
+            use_batch_scheduling()
+
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
         "workers": config.frontend_workers,
@@ -41,6 +46,7 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
         "proc_name": "hookserve",
         "on_starting": on_starting,
         "on_exit": on_exit,
+        "post_worker_init": post_worker_init,
         "graceful_timeout": 30,
         # Idle keep-alive connections hold up a graceful stop until they time out: keep it short.
         "keepalive": 5,

@@ -29,6 +29,7 @@ from hookserve.handler_plugin import handler_plugin
 from hookserve.plugin_types import Batcher, BatchSettings
 from hookserve.pluginmanager import Hooks
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_frontend_frame, encode_reply
+from hookserve.scheduling import use_batch_scheduling
 from hookserve.started_board import BOARDS_DIR, StartedBoard
 
 log = logging.getLogger("hookserve.worker")
@@ -48,6 +49,7 @@ class WorkerSpec:
     max_batch_delay_ms: int
     torch_threads: int | None = None
     busy_poll_s: float = 0.0
+    batch_scheduling: bool = False
 
 
 class BadInput(HookserveError):
@@ -340,22 +342,6 @@ def load_model(
     return entry, context
 
 
-def prefer_throughput_scheduling() -> None:
-    """Run this process as ``SCHED_BATCH`` where the OS has it (Linux).
-
-    A batch task that a frontend's write wakes does not preempt that frontend in the middle
-    of its event-loop turn: the frontend forwards all it has read, the batch fills, and then
-    the worker runs. Measured here: about 10 % more req/s at concurrency 64 with batch size
-    8, no change at concurrency 1 or 8, where a core is free for the worker at once.
-    """
-    if not hasattr(os, "SCHED_BATCH"):
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except OSError as exc:
-        log.warning("could not switch to SCHED_BATCH, keeping the default scheduling: %s", exc)
-
-
 def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
     """Load the model and serve until killed. ``report(line)`` tells the manager our state."""
     archive = spec.archive
@@ -364,7 +350,8 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         level=logging.INFO,
         format=f"%(asctime)s [worker {spec.worker_id} pid {os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
-    prefer_throughput_scheduling()
+    if spec.batch_scheduling:
+        use_batch_scheduling()
     if spec.torch_threads:
         import torch
 

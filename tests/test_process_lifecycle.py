@@ -207,14 +207,22 @@ def handle(data, context):
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux only")
-def test_model_workers_run_as_batch_tasks_and_the_rest_does_not(tmp_path):
-    """A worker that a frontend's write wakes must not preempt that frontend (see
-    prefer_throughput_scheduling); frontends keep the default policy and read clients at once."""
+@pytest.mark.parametrize("flags", [[], ["--no-batch-scheduling"]], ids=["default", "turned-off"])
+def test_frontends_and_model_workers_run_as_batch_tasks(tmp_path, flags):
+    """See hookserve.scheduling; the gunicorn master and the manager keep the default policy."""
+    batch = not flags
     archive(tmp_path, "sched", "handler.py", files={"handler.py": SCHEDULING_HANDLER})
-    server = Server(["--model-store", str(tmp_path / "store"), "--models", "sched.mar", "--workers", "1"], tmp_path)
+    args = ["--model-store", str(tmp_path / "store"), "--models", "sched.mar", "--workers", "1", *flags]
+    server = Server(args, tmp_path)
     with serving(server):
         reply = requests.post(server.url("/predictions/sched"), json=[1], timeout=30)
         assert reply.status_code == 200, reply.text
-        assert reply.json() is True
-        others = [pid for pid in server.pids() if "hookserve.manager" not in cmdline(pid)]
-        assert others and all(os.sched_getscheduler(pid) == os.SCHED_OTHER for pid in others)
+        assert reply.json() is batch
+        master = server.process.pid
+        children = [p for p in server.pids() if parent_pid(p) == master]
+        manager = next(p for p in children if "hookserve.manager" in cmdline(p))
+        frontends = [p for p in children if p != manager]
+        assert frontends
+        expected = os.SCHED_BATCH if batch else os.SCHED_OTHER
+        assert [os.sched_getscheduler(p) for p in frontends] == [expected] * len(frontends)
+        assert os.sched_getscheduler(master) == os.sched_getscheduler(manager) == os.SCHED_OTHER
