@@ -258,8 +258,9 @@ sys.exit(main(["serve", *sys.argv[1:]]))
 """
 
 
-def run_serve_without_binding(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+def run_serve_without_binding(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    # the run folder of a server stopped this way stays behind: keep it in the test's folder
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | {"TMPDIR": str(tmp_path)}
     return subprocess.run(
         [sys.executable, "-c", NO_BIND_SERVE, *args], capture_output=True, text=True, timeout=60, env=env
     )
@@ -268,16 +269,20 @@ def run_serve_without_binding(*args: str) -> subprocess.CompletedProcess:
 def test_management_beyond_loopback_without_a_token_refuses_to_start(tmp_path):
     port = free_port()
     common = ["--model-store", str(tmp_path), "--ncs"]
-    refused = run_serve_without_binding("--management-address", f"0.0.0.0:{port}", *common)
+    refused = run_serve_without_binding(tmp_path, "--management-address", f"0.0.0.0:{port}", *common)
     assert refused.returncode == 2, refused
     assert "STARTED" not in refused.stdout
     message = refused.stderr
     assert message.startswith("hookserve: error: management listens on 0.0.0.0:")
     assert "--management-token" in message and "--disable-token-auth" in message
     # the control: the same command line with a token goes on to start the server
-    started = run_serve_without_binding("--management-address", f"0.0.0.0:{port}", "--management-token", "t", *common)
+    started = run_serve_without_binding(
+        tmp_path, "--management-address", f"0.0.0.0:{port}", "--management-token", "t", *common
+    )
     assert started.returncode == 99 and "STARTED ('0.0.0.0'" in started.stdout, started
-    opened = run_serve_without_binding("--management-address", f"0.0.0.0:{port}", "--disable-token-auth", *common)
+    opened = run_serve_without_binding(
+        tmp_path, "--management-address", f"0.0.0.0:{port}", "--disable-token-auth", *common
+    )
     assert opened.returncode == 99, opened
 
 
