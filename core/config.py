@@ -96,6 +96,10 @@ class ServerConfig:
     enable_model_api: bool = False
     run_dir: str = ""
 
+    @property
+    def busy_poll_s(self) -> float:
+        return self.busy_poll_us / 1e6
+
     def workers_per_model(self, gpu_count: int) -> int:
         if self.default_workers_per_model > 0:
             return self.default_workers_per_model

@@ -472,7 +472,7 @@ class ModelManager:
             batch_size=version.settings["batch_size"],
             max_batch_delay_ms=version.settings["max_batch_delay_ms"],
             torch_threads=self.config.torch_threads,
-            busy_poll_s=self.config.busy_poll_us / 1e6,
+            busy_poll_s=self.config.busy_poll_s,
             batch_scheduling=self.config.batch_scheduling,
         )
         pid = os.fork()
