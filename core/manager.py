@@ -33,6 +33,7 @@ from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
 from hookserve.control import CONTROL_SOCKET, ControlServerSide
 from hookserve.errors import HookserveError
+from hookserve.garbage_collection import settle_heap
 from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
@@ -794,6 +795,8 @@ def main(argv: list[str] | None = None) -> int:
     config = ServerConfig.load(argv[0] if argv else None)
     preload_worker_modules()
     pm = create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins)
+    # Before the first fork, so workers inherit torch's objects frozen and their pages shared.
+    settle_heap()
     ModelManager(config, Hooks(pm), parent_pid).run()
     return 0
 

@@ -14,6 +14,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gasgi import ASGIWorker
 
 from hookserve.config import ServerConfig
+from hookserve.garbage_collection import settle_heap
 from hookserve.manager_process import start_manager, stop_manager
 from hookserve.scheduling import use_batch_scheduling
 
@@ -38,6 +39,7 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     def post_worker_init(worker: Any) -> None:
         if config.batch_scheduling:
             use_batch_scheduling()
+        settle_heap()
 
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],

@@ -24,6 +24,7 @@ from hookserve.archive import ModelArchive
 from hookserve.busy_poll import BusyPoll
 from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
+from hookserve.garbage_collection import settle_heap
 from hookserve.handler_entry import HandlerEntry, resolve_handler
 from hookserve.handler_plugin import handler_plugin
 from hookserve.plugin_types import Batcher, BatchSettings
@@ -358,5 +359,6 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         torch.set_num_threads(spec.torch_threads)
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
+    settle_heap()
     server = WorkerServer(BatchRunner(entry, context), batcher, spec.busy_poll_s)
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -26,6 +26,7 @@ from helpers import (
     wait_for,
     wait_ping,
 )
+from hookserve.garbage_collection import YOUNG_GENERATION_THRESHOLD
 
 SAMPLE = [0.5] * 64
 
@@ -226,3 +227,40 @@ def test_frontends_and_model_workers_run_as_batch_tasks(tmp_path, flags):
         expected = os.SCHED_BATCH if batch else os.SCHED_OTHER
         assert [os.sched_getscheduler(p) for p in frontends] == [expected] * len(frontends)
         assert os.sched_getscheduler(master) == os.sched_getscheduler(manager) == os.SCHED_OTHER
+
+
+GC_HANDLER = """
+import gc
+
+def handle(data, context):
+    if data is None:
+        return None
+    return [[gc.get_threshold()[0], gc.get_freeze_count() > 0]] * len(data)
+"""
+
+
+def test_model_workers_freeze_the_start_up_heap(tmp_path):
+    """See hookserve.garbage_collection: the model's objects are frozen, young objects are
+    collected every 10 000 net allocations instead of 700."""
+    archive(tmp_path, "gcstate", "handler.py", files={"handler.py": GC_HANDLER})
+    server = Server(["--model-store", str(tmp_path / "store"), "--models", "gcstate.mar", "--workers", "1"], tmp_path)
+    with serving(server):
+        reply = requests.post(server.url("/predictions/gcstate"), json=[1], timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == [YOUNG_GENERATION_THRESHOLD, True]
+
+
+def test_frontends_freeze_the_heap_once_the_app_is_loaded():
+    """gunicorn calls post_worker_init in each frontend after loading the app."""
+    probe = (
+        "import gc\n"
+        "from hookserve.cli import serve_config\n"
+        "from hookserve.server import gunicorn_settings\n"
+        "before = gc.get_threshold()[0], gc.get_freeze_count()\n"
+        "gunicorn_settings(serve_config(['--no-batch-scheduling']))['post_worker_init'](None)\n"
+        "print(*before, gc.get_threshold()[0], gc.get_freeze_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    threshold_before, frozen_before, threshold, frozen = map(int, out.stdout.split())
+    assert (threshold_before, frozen_before) == (700, 0)
+    assert threshold == YOUNG_GENERATION_THRESHOLD and frozen > 0

@@ -1,0 +1,27 @@
+"""Settings of CPython's cyclic garbage collector in the serving processes.
+
+Every request allocates a few hundred container objects (ASGI scope, falcon request and
+response, frames, futures, the handler's lists and dicts), nearly all freed by reference
+counting when it is answered. With the default first-generation threshold (700 net
+allocations) a frontend with 32 requests in flight started a collection every few requests,
+each one walking every live young object: 5.5 % of its CPU samples (py-spy ``--native``,
+concurrency 64, batch size 8) were in ``gc_collect_main``. Paired runs with the objects of
+start-up frozen and a threshold of 10 000: -12 % frontend CPU per request and +8.5 % req/s.
+
+Freezing also keeps the collector's hands off the objects a model worker inherits from the
+manager, so their pages stay shared after the fork instead of being copied on the first
+collection.
+"""
+
+from __future__ import annotations
+
+import gc
+
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """Exempt everything alive now (modules, the app, a loaded model) from future collections
+    and collect the young generation less often. Cycles are still collected."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD)
