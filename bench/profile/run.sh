@@ -6,6 +6,9 @@
 #   bash bench/profile/run.sh OUT_DIR [CONCURRENCY] [BATCH_SIZE] [MAX_BATCH_DELAY_MS]
 #
 # FRONTEND_WORKERS (default 2, as bench/run.sh) sets --frontend-workers; py-spy samples the first.
+# NATIVE=1 samples C frames too (py-spy --native): system calls, uvloop, the garbage collector
+# and torch show up by name instead of inside the Python line that called them. Idle time is
+# then sampled as epoll_pwait.
 #
 # Needs: a python with hookserve, hookserve-ts and torch (PYTHON, default: python3 on PATH),
 # py-spy in that environment (pip install py-spy), wrk, and ../shared/bench beside the repo.
@@ -35,8 +38,8 @@ for p in $PIDS; do BEFORE[$p]=$(awk '{print $14+$15}' /proc/$p/stat); done
 first_of() { for p in $PIDS; do if [ "$(role "$p")" = "$1" ]; then echo "$p"; return; fi; done; }
 FRONTEND=$(first_of frontend)
 WORKER=$(first_of model-worker)
-"$BIN/py-spy" record -p "$FRONTEND" -d 8 -r 500 -f raw -o frontend.spy >/dev/null 2>&1 &
-"$BIN/py-spy" record -p "$WORKER" -d 8 -r 500 -f raw -o worker.spy >/dev/null 2>&1 &
+"$BIN/py-spy" record ${NATIVE:+--native} -p "$FRONTEND" -d 8 -r 500 -f raw -o frontend.spy >/dev/null 2>&1 &
+"$BIN/py-spy" record ${NATIVE:+--native} -p "$WORKER" -d 8 -r 500 -f raw -o worker.spy >/dev/null 2>&1 &
 WRK_BODY_FILE=work/sample.json wrk -t1 -c"$C" -d10s --latency -s "$SHARED/post.lua" "$URL" > wrk.txt 2>&1
 wait %2 %3 2>/dev/null || true
 REQUESTS=$(awk '/requests in/ {print $1}' wrk.txt)
