@@ -795,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ServerConfig.load(argv[0] if argv else None)
     preload_worker_modules()
     pm = create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins)
-    # Before the first fork, so workers inherit torch's objects frozen and their pages shared.
+    # Before the first fork: workers inherit torch's objects frozen (CPython's advice for forked children).
     settle_heap()
     ModelManager(config, Hooks(pm), parent_pid).run()
     return 0
