@@ -32,9 +32,17 @@ import orjson
 
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
-from hookserve.control import CONTROL_SOCKET, ControlServerSide
+from hookserve.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
 from hookserve.errors import HookserveError
 from hookserve.garbage_collection import settle_heap
+from hookserve.limits import (
+    LimitError,
+    WorkerBounds,
+    check_memory,
+    estimated_worker_bytes,
+    private_bytes,
+    strict_int,
+)
 from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
@@ -51,6 +59,11 @@ STABLE_AFTER_S = 60.0
 # Frontends read routes.json on every request; this lets requests they routed before a
 # retirement was published reach the worker, which then drains them before it exits.
 RETIRE_DELAY_S = 0.2
+# A synchronous call waits for its workers this much longer than startupTimeout (a worker
+# killed at startupTimeout is reported, not waited for again), and always answers before
+# the frontend gives up on the control call.
+WAIT_SLACK_S = 2.0
+WAIT_MARGIN_S = 10.0
 
 
 @dataclass
@@ -67,6 +80,7 @@ class Worker:
     restart_at: float = 0.0
     stop_at: float = 0.0
     buffer: bytes = b""
+    last_error: str = ""
 
     @property
     def gpu_id(self) -> int | None:
@@ -79,6 +93,8 @@ class Waiter:
 
     conn: ControlServerSide
     success: str
+    since: float = 0.0
+    deadline: float = float("inf")
 
 
 @dataclass
@@ -172,6 +188,7 @@ class ModelManager:
         self.retiring: list[tuple[ModelVersion, Worker]] = []
         self.selector = selectors.DefaultSelector()
         self.gpu_count = visible_gpu_count()
+        self.bounds = WorkerBounds.from_config(config)
         self.stopping = False
         self.parent_pid = parent_pid
         self._socket_counter = 0
@@ -281,7 +298,14 @@ class ModelManager:
             log.error("model %s version %s is given twice at start; %s skipped", archive.name, archive.version, source)
             self.discard(archive)
             return
-        settings = model_settings(archive, self.config, self.gpu_count, {})
+        try:
+            settings = model_settings(archive, self.config, self.gpu_count, {})
+            self.check_workers(archive.name, None, settings["min_workers"], archive)
+        except HookserveError as exc:
+            log.error("model %s (%s) not loaded: %s", archive.name, source, exc.message)
+            self.failed[archive.name] = exc.message
+            self.discard(archive)
+            return
         self.add_version(archive, source, settings, at_startup=True, workers=settings["min_workers"])
 
     def restore_snapshot(self) -> set[str]:
@@ -351,9 +375,14 @@ class ModelManager:
                 "ConflictStatusException",
                 f"Model version {archive.version} for model {archive.name} already registered.",
             )
-        settings = model_settings(archive, self.config, self.gpu_count, message)
-        workers = message.get("initial_workers")
-        workers = settings["min_workers"] if workers is None else int(workers)
+        try:
+            settings = model_settings(archive, self.config, self.gpu_count, message)
+            workers = message.get("initial_workers")
+            workers = settings["min_workers"] if workers is None else worker_count("initial_workers", workers)
+            self.check_workers(archive.name, None, workers, archive)
+        except HookserveError:
+            self.discard(archive)
+            raise
         version = self.add_version(archive, url, settings, at_startup=False, workers=workers)
         done = f'Model "{archive.name}" Version: {archive.version} registered with {workers} initial workers'
         if workers == 0:  # TorchServe's answer, synchronous or not
@@ -364,16 +393,17 @@ class ModelManager:
 
     def op_scale(self, conn: ControlServerSide, message: dict) -> None:
         version = self.find(message["model"], message.get("version"))
-        low = int(message.get("min_worker") if message.get("min_worker") is not None else version.target)
-        high = int(
-            message.get("max_worker")
-            if message.get("max_worker") is not None
-            else max(low, version.settings["max_workers"])
-        )
-        if low < 0 or high < low:
+        given_low, given_high = message.get("min_worker"), message.get("max_worker")
+        low = version.target if given_low is None else worker_count("min_worker", given_low)
+        if given_high is None:
+            high = max(low, version.settings["max_workers"])
+        else:
+            high = worker_count("max_worker", given_high)
+        if high < low:
             raise ManagementError(
-                400, "BadRequestException", f"invalid worker counts: min_worker={low}, max_worker={high}"
+                400, "BadRequestException", f"Parameter max_worker={high} is less than min_worker={low}"
             )
+        self.check_workers(version.name, version, low, version.archive)
         version.settings.update(min_workers=low, max_workers=high)
         self.scale_to(version, low)
         done = f"Workers scaled to {low} for model: {version.name}"
@@ -411,6 +441,20 @@ class ModelManager:
                     self._signal(worker.pid, signal.SIGKILL)
         conn.answer(200, {"status": "ok"})
 
+    def check_workers(self, name: str, version: ModelVersion | None, count: int, archive: ModelArchive) -> None:
+        """Refuse ``count`` workers for a version (``None``: a new one) past the worker
+        bounds (400) or beyond the memory the machine has now (507)."""
+        others = sum(v.target for v in self.versions() if v is not version)
+        live = version.live() if version else []
+        measured = max((private_bytes(w.pid) for w in live if w.pid and w.state == "READY"), default=0)
+        per_worker = measured or estimated_worker_bytes(archive.model_dir, archive.serialized_file)
+        try:
+            self.bounds.check(name, count, others)
+            check_memory(name, count - len(live), per_worker, measured=bool(measured))
+        except LimitError as exc:
+            kind = "BadRequestException" if exc.code == 400 else "InsufficientMemoryException"
+            raise ManagementError(exc.code, kind, exc.message) from None
+
     def _answer_or_wait(self, conn: ControlServerSide, version: ModelVersion, message: dict, done: str) -> None:
         self.changed()
         if str(message.get("synchronous", "true")).lower() == "false":
@@ -418,14 +462,45 @@ class ModelManager:
         elif version.settled():
             conn.answer(200, {"status": done})
         else:
-            version.waiters.append(Waiter(conn, done))
+            now = time.monotonic()
+            wait = min(version.settings["startup_timeout_s"] + WAIT_SLACK_S, DEFAULT_CALL_TIMEOUT_S - WAIT_MARGIN_S)
+            version.waiters.append(Waiter(conn, done, since=now, deadline=now + wait))
 
     def settle_waiters(self) -> None:
+        now = time.monotonic()
         for version in self.versions():
             if version.waiters and version.settled():
                 for waiter in version.waiters:
                     waiter.conn.answer(200, {"status": waiter.success})
                 version.waiters = []
+            elif any(w.deadline <= now for w in version.waiters):
+                late = [w for w in version.waiters if w.deadline <= now]
+                version.waiters = [w for w in version.waiters if w.deadline > now]
+                for waiter in late:
+                    waiter.conn.fail(self.unsettled_error(version, now - waiter.since))
+
+    def unsettled_error(self, version: ModelVersion, waited: float) -> ManagementError:
+        """Why a synchronous call's workers are not all up: how many are, and what failed."""
+        live = version.live()
+        ready = sum(w.state == "READY" for w in live)
+        loading = sum(w.state == "STARTING" for w in live)
+        failed = [w for w in live if w.state == "DEAD"]
+        parts = [
+            f"{ready} of {version.target} workers of model {version.name} version {version.version} are ready "
+            f"after {waited:.0f} s (startupTimeout={version.settings['startup_timeout_s']}s)"
+        ]
+        if loading:
+            parts.append(f"{loading} still loading")
+        if failed:
+            parts.append(f"{len(failed)} waiting to restart after a failure")
+        reasons = sorted({w.last_error for w in live if w.state != "READY" and w.last_error})
+        if reasons:
+            parts.append(f"failures so far: {', '.join(reasons)}")
+        parts.append(
+            f"the target stays {version.target} and the manager keeps trying; "
+            f"GET /models/{version.name} shows the workers, PUT min_worker changes the target"
+        )
+        return ManagementError(500, "InternalServerException", "; ".join(parts))
 
     def changed(self) -> None:
         """A management change: routes now (before the caller is answered), snapshot after."""
@@ -582,6 +657,7 @@ class ModelManager:
     def on_startup_failure(self, version: ModelVersion, worker: Worker, reason: str) -> None:
         """A worker that cannot load its model will not do better on retry: fail the version."""
         log.error("model %s: worker %s failed to start: %s", version.key, worker.id, reason)
+        worker.last_error = reason
         if version.state == "READY":
             return  # its siblings loaded: treated like a crash, restarted with back-off
         version.state, version.error = "FAILED", reason
@@ -633,6 +709,8 @@ class ModelManager:
                 self.on_status(version, worker)
         loading = worker.state == "STARTING"
         worker.state = "DEAD"
+        if not worker.last_error or not loading:
+            worker.last_error = f"the worker exited with {describe_exit(status)}"
         self._routes_dirty = True
         if self.stopping or self.models.get(version.name, {}).get(version.version) is not version:
             return
@@ -805,6 +883,18 @@ class ModelManager:
             self._signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         log.info("all model workers stopped")
+
+
+def worker_count(parameter: str, value: object) -> int:
+    """A worker count from a control message: an integer, not negative (400 otherwise)."""
+    try:
+        count = strict_int(value)
+    except ValueError:
+        message = f"Parameter {parameter}={value!r} is not an integer"
+        raise ManagementError(400, "BadRequestException", message) from None
+    if count < 0:
+        raise ManagementError(400, "BadRequestException", f"Parameter {parameter}={count} must not be negative")
+    return count
 
 
 def describe_exit(status: int) -> str:

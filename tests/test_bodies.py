@@ -65,7 +65,8 @@ def raw(data: bytes) -> dict:
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("bodies")
     archive(work, "echo", "handler.py", files={"handler.py": ECHO_HANDLER})
-    with serving(Server(["--model-store", str(work / "store"), "--models", "echo=echo.mar", "--workers", "1"], work)) as srv:
+    args = ["--model-store", str(work / "store"), "--models", "echo=echo.mar", "--workers", "1"]
+    with serving(Server(args, work)) as srv:
         yield srv
 
 
