@@ -449,7 +449,8 @@ class ModelManager:
         measured = max((private_bytes(w.pid) for w in live if w.pid and w.state == "READY"), default=0)
         per_worker = measured or estimated_worker_bytes(archive.model_dir, archive.serialized_file)
         try:
-            self.bounds.check(name, count, others)
+            if version is None or count > version.target:  # fewer workers are always allowed
+                self.bounds.check(name, count, others)
             check_memory(name, count - len(live), per_worker, measured=bool(measured))
         except LimitError as exc:
             kind = "BadRequestException" if exc.code == 400 else "InsufficientMemoryException"
@@ -493,6 +494,9 @@ class ModelManager:
             parts.append(f"{loading} still loading")
         if failed:
             parts.append(f"{len(failed)} waiting to restart after a failure")
+        draining = sum(w.state == "STOPPING" for w in version.workers)
+        if draining:
+            parts.append(f"{draining} retired workers still finishing their requests")
         reasons = sorted({w.last_error for w in live if w.state != "READY" and w.last_error})
         if reasons:
             parts.append(f"failures so far: {', '.join(reasons)}")
