@@ -181,7 +181,7 @@ def test_memory_check_uses_a_measured_worker():
 def test_a_scale_that_cannot_complete_says_how_many_workers_started_and_why(server, work):
     marker = work / "slow.marker"
     reply = mgmt(
-        server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "2"}
+        server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "5"}
     )
     assert reply.status_code == 200, reply.text
     marker.touch()
@@ -193,7 +193,7 @@ def test_a_scale_that_cannot_complete_says_how_many_workers_started_and_why(serv
         message = reply.json()["message"]
         assert not message.startswith("TimeoutError")
         assert "1 of 3 workers of model slow version 1.0 are ready" in message, message
-        assert "startupTimeout=2s" in message and "model did not load within startupTimeout=2s" in message, message
+        assert "startupTimeout=5s" in message and "model did not load within startupTimeout=5s" in message, message
     finally:
         marker.unlink()
         mgmt(server, "DELETE", "/models/slow")
@@ -290,3 +290,27 @@ def test_a_bad_model_config_at_start_fails_that_model_not_the_server(work):
         assert Path(f"/proc/{server.process.pid}").exists()
     finally:
         server.stop()
+
+
+def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, monkeypatch):
+    """Not ``500 TimeoutError: `` with an empty message (what the frontend said before)."""
+    import asyncio
+    import socket
+
+    from hookserve.config import ServerConfig
+    from hookserve.control import CONTROL_SOCKET
+    from hookserve.errors import HookserveError
+    from hookserve.plugins.http import management
+
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(tmp_path / CONTROL_SOCKET))
+    silent.listen(1)
+    monkeypatch.setattr(management, "DEFAULT_CALL_TIMEOUT_S", 0.3)
+    shared = management.ManagementResources(None, ServerConfig(run_dir=str(tmp_path)))
+    try:
+        with pytest.raises(HookserveError) as failed:
+            asyncio.run(shared.manager(None, {"op": "scale", "model": "m"}))
+    finally:
+        silent.close()
+    assert failed.value.code == 504
+    assert "did not answer scale within 0.3 s" in failed.value.message

@@ -80,7 +80,7 @@ class ManagementResources:
 
     async def manager(self, resp: falcon.asgi.Response, message: dict) -> None:
         try:
-            status, body = await call_manager(self.config.run_dir, message)
+            status, body = await call_manager(self.config.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
         except TimeoutError:
             # the manager answers a slow synchronous call itself before this; this is a
             # manager too busy to answer at all
