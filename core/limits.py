@@ -84,10 +84,11 @@ class WorkerBounds:
     total: int
 
     @classmethod
-    def from_config(cls, config: Any) -> WorkerBounds:
+    def from_config(cls, config: Any, gpu_count: int = 0) -> WorkerBounds:
+        """The configured bounds, else the machine's (never below one worker per GPU)."""
         return cls(
-            per_model=config.max_workers_per_model or default_max_workers_per_model(),
-            total=config.max_workers or default_max_workers(),
+            per_model=config.max_workers_per_model or max(default_max_workers_per_model(), gpu_count),
+            total=config.max_workers or max(default_max_workers(), gpu_count),
         )
 
     def check(self, model: str, count: int, others: int) -> None:

@@ -188,7 +188,7 @@ class ModelManager:
         self.retiring: list[tuple[ModelVersion, Worker]] = []
         self.selector = selectors.DefaultSelector()
         self.gpu_count = visible_gpu_count()
-        self.bounds = WorkerBounds.from_config(config)
+        self.bounds = WorkerBounds.from_config(config, self.gpu_count)
         self.stopping = False
         self.parent_pid = parent_pid
         self._socket_counter = 0

@@ -153,7 +153,9 @@ def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, 
         "min_workers": min_workers,
         "max_workers": max(min_workers, max_workers),
         "batch_size": pick("batch_size", "batch_size", "batchSize", config.batch_size),
-        "max_batch_delay_ms": pick("max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms),
+        "max_batch_delay_ms": pick(
+            "max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms
+        ),
         "response_timeout_s": pick(
             "response_timeout_s", "response_timeout", "responseTimeout", config.response_timeout_s
         ),

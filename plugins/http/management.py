@@ -6,6 +6,7 @@ manager publishes. Parameters are taken from the query string or from a JSON bod
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -81,7 +82,7 @@ class ManagementResources:
     async def manager(self, resp: falcon.asgi.Response, message: dict) -> None:
         try:
             status, body = await call_manager(self.config.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             # the manager answers a slow synchronous call itself before this; this is a
             # manager too busy to answer at all
             raise HookserveError(
