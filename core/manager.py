@@ -322,16 +322,24 @@ class ModelManager:
                     log.error("snapshot model %s version %s not restored: %s", name, number, exc.message)
                     self.failed[name] = exc.message
                     continue
-                self.add_version(
-                    archive,
-                    saved["url"],
-                    dict(saved["settings"]),
-                    at_startup=True,
-                    workers=saved["settings"]["min_workers"],
-                )
+                workers = self.bounded_restore(name, number, saved["settings"]["min_workers"])
+                self.add_version(archive, saved["url"], dict(saved["settings"]), at_startup=True, workers=workers)
             if entry.get("default") in self.models.get(name, {}):
                 self.defaults[name] = entry["default"]
         return set(snapshot)
+
+    def bounded_restore(self, name: str, number: str, saved: int) -> int:
+        """A snapshot's worker count, cut to the worker bounds: a snapshot written before
+        the bounds (or under higher ones) must not fork past them at start."""
+        others = sum(v.target for v in self.versions())
+        allowed = max(0, min(saved, self.bounds.per_model, self.bounds.total - others))
+        if allowed < saved:
+            log.error(
+                "snapshot model %s version %s: %d workers cut to %d (limits: %d per model, --max-workers-per-model; "
+                "%d in all, --max-workers)",
+                name, number, saved, allowed, self.bounds.per_model, self.bounds.total,
+            )  # fmt: skip
+        return allowed
 
     # --- management operations (from the control socket) -------------------------------
 

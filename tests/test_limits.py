@@ -314,3 +314,22 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
         silent.close()
     assert failed.value.code == 504
     assert "did not answer scale within 0.3 s" in failed.value.message
+
+
+def test_a_snapshot_past_the_bounds_is_cut_to_them_at_start(work, tmp_path):
+    """A snapshot written before the bounds existed (the issue's min_worker=100000) must not
+    fork past them when the server restores it."""
+    from hookserve.snapshot import read_snapshot, write_snapshot
+
+    snapshots = tmp_path / "snapshot"
+    args = ["--model-store", str(work / "store"), "--snapshot-dir", str(snapshots), "--max-workers-per-model", "2"]
+    with serving(Server(args, work)) as srv:
+        reply = mgmt(srv, "POST", "/models", params={"url": "echo.mar", "initial_workers": "1"})
+        assert reply.status_code == 200, reply.text
+    saved = read_snapshot(snapshots)
+    saved["echo"]["versions"]["1.0"]["settings"]["min_workers"] = 100000
+    write_snapshot(snapshots, saved)
+    with serving(Server(args, work)) as srv:
+        [entry] = mgmt(srv, "GET", "/models/echo").json()
+        assert entry["minWorkers"] == 2 and len(entry["workers"]) == 2
+        assert "100000 workers cut to 2" in srv.log()
