@@ -1,3 +1,60 @@
-"""hookserve: serve PyTorch models and TorchServe archives over HTTP, built on pluggy."""
+"""hookserve: serve PyTorch models and TorchServe archives over HTTP, built on pluggy.
+
+The public names are importable from here: ``from hookserve import Context, BadRequest``.
+They are loaded on first use (PEP 562), so ``import hookserve`` stays as cheap as it was
+in every process (frontends included) and never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "Context": "hookserve.context",
+    "hookimpl": "hookserve.hookspecs",
+    "HookserveError": "hookserve.errors",
+    "ModelNotFound": "hookserve.errors",
+    "BadRequest": "hookserve.errors",
+    "RequestTooLarge": "hookserve.errors",
+    "ServiceUnavailable": "hookserve.errors",
+    "PredictionError": "hookserve.errors",
+    "WorkerDied": "hookserve.errors",
+    "ArchiveError": "hookserve.errors",
+    "ConfigError": "hookserve.errors",
+    "PluginError": "hookserve.errors",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
+    from hookserve.context import Context
+    from hookserve.errors import (
+        ArchiveError,
+        BadRequest,
+        ConfigError,
+        HookserveError,
+        ModelNotFound,
+        PluginError,
+        PredictionError,
+        RequestTooLarge,
+        ServiceUnavailable,
+        WorkerDied,
+    )
+    from hookserve.hookspecs import hookimpl
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hookserve' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

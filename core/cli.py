@@ -17,6 +17,7 @@ from hookserve.config import (
     read_properties,
 )
 from hookserve.errors import HookserveError
+from hookserve.limits import check_server_settings
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +98,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="allow registering models while management listens beyond loopback",
     )
+    parser.add_argument(
+        "--max-workers-per-model",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most model workers one model version may have (default: max(4, 4 x CPU cores))",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most model workers of all models together (default: max(4, min(16 x CPU cores, memory / 256 MiB)))",
+    )
     parser.add_argument("--foreground", action="store_true", help="accepted for TorchServe compatibility")
 
 
@@ -114,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         config.models = [ModelSpec.parse(m) for m in args.models]
     config.management_token = config.management_token or os.environ.get(TOKEN_ENV) or None
     config.check_security()
+    check_server_settings(config)
     return config
 
 

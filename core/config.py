@@ -94,6 +94,9 @@ class ServerConfig:
     management_token: str | None = None
     disable_token_auth: bool = False
     enable_model_api: bool = False
+    # Worker bounds (0: derived from the machine, see hookserve.limits).
+    max_workers_per_model: int = 0
+    max_workers: int = 0
     run_dir: str = ""
 
     @property

@@ -21,6 +21,7 @@ import selectors
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -31,9 +32,17 @@ import orjson
 
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
-from hookserve.control import CONTROL_SOCKET, ControlServerSide
+from hookserve.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
 from hookserve.errors import HookserveError
 from hookserve.garbage_collection import settle_heap
+from hookserve.limits import (
+    LimitError,
+    WorkerBounds,
+    check_memory,
+    estimated_worker_bytes,
+    private_bytes,
+    strict_int,
+)
 from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
@@ -50,6 +59,11 @@ STABLE_AFTER_S = 60.0
 # Frontends read routes.json on every request; this lets requests they routed before a
 # retirement was published reach the worker, which then drains them before it exits.
 RETIRE_DELAY_S = 0.2
+# A synchronous call waits for its workers this much longer than startupTimeout (a worker
+# killed at startupTimeout is reported, not waited for again), and always answers before
+# the frontend gives up on the control call.
+WAIT_SLACK_S = 2.0
+WAIT_MARGIN_S = 10.0
 
 
 @dataclass
@@ -66,6 +80,7 @@ class Worker:
     restart_at: float = 0.0
     stop_at: float = 0.0
     buffer: bytes = b""
+    last_error: str = ""
 
     @property
     def gpu_id(self) -> int | None:
@@ -78,6 +93,8 @@ class Waiter:
 
     conn: ControlServerSide
     success: str
+    since: float = 0.0
+    deadline: float = float("inf")
 
 
 @dataclass
@@ -119,11 +136,44 @@ class ModelVersion:
         )
 
 
-def visible_gpu_count() -> int:
-    import torch
+# Files that exist when a GPU driver torch could use is installed (NVIDIA, or AMD's ROCm).
+GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")
+# Run in a short-lived interpreter: torch counts the GPUs a worker will see (it honours
+# CUDA_VISIBLE_DEVICES), through NVML rather than the CUDA runtime.
+GPU_PROBE = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+GPU_PROBE_TIMEOUT_S = 120
 
-    # device_count() asks NVML / the driver without initialising CUDA in this process.
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+def gpu_driver_present() -> bool:
+    return any(os.path.exists(path) for path in GPU_DRIVER_FILES)
+
+
+def visible_gpu_count() -> int:
+    """The GPUs a worker will see, counted without calling into ``torch.cuda`` here.
+
+    The manager forks workers, and a CUDA context (or even the driver state that
+    ``torch.cuda.is_available()`` sets up when it falls back to ``cudaGetDeviceCount``)
+    cannot be used by a forked child. Without a GPU driver the answer is 0 at once;
+    with one, a short-lived subprocess asks torch (with NVML-based checks) and exits.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if (visible is not None and visible.strip() in ("", "-1")) or not gpu_driver_present():
+        return 0
+    env = dict(os.environ, PYTORCH_NVML_BASED_CUDA_CHECK="1")
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", GPU_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GPU_PROBE_TIMEOUT_S,
+            check=True,
+        )
+        return int(probe.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        log.error("cannot count the GPUs (workers run on CPU): %s", str(detail).strip()[-500:])
+        return 0
 
 
 class ModelManager:
@@ -138,6 +188,7 @@ class ModelManager:
         self.retiring: list[tuple[ModelVersion, Worker]] = []
         self.selector = selectors.DefaultSelector()
         self.gpu_count = visible_gpu_count()
+        self.bounds = WorkerBounds.from_config(config, self.gpu_count)
         self.stopping = False
         self.parent_pid = parent_pid
         self._socket_counter = 0
@@ -247,7 +298,14 @@ class ModelManager:
             log.error("model %s version %s is given twice at start; %s skipped", archive.name, archive.version, source)
             self.discard(archive)
             return
-        settings = model_settings(archive, self.config, self.gpu_count, {})
+        try:
+            settings = model_settings(archive, self.config, self.gpu_count, {})
+            self.check_workers(archive.name, None, settings["min_workers"], archive)
+        except HookserveError as exc:
+            log.error("model %s (%s) not loaded: %s", archive.name, source, exc.message)
+            self.failed[archive.name] = exc.message
+            self.discard(archive)
+            return
         self.add_version(archive, source, settings, at_startup=True, workers=settings["min_workers"])
 
     def restore_snapshot(self) -> set[str]:
@@ -264,16 +322,24 @@ class ModelManager:
                     log.error("snapshot model %s version %s not restored: %s", name, number, exc.message)
                     self.failed[name] = exc.message
                     continue
-                self.add_version(
-                    archive,
-                    saved["url"],
-                    dict(saved["settings"]),
-                    at_startup=True,
-                    workers=saved["settings"]["min_workers"],
-                )
+                workers = self.bounded_restore(name, number, saved["settings"]["min_workers"])
+                self.add_version(archive, saved["url"], dict(saved["settings"]), at_startup=True, workers=workers)
             if entry.get("default") in self.models.get(name, {}):
                 self.defaults[name] = entry["default"]
         return set(snapshot)
+
+    def bounded_restore(self, name: str, number: str, saved: int) -> int:
+        """A snapshot's worker count, cut to the worker bounds: a snapshot written before
+        the bounds (or under higher ones) must not fork past them at start."""
+        others = sum(v.target for v in self.versions())
+        allowed = max(0, min(saved, self.bounds.per_model, self.bounds.total - others))
+        if allowed < saved:
+            log.error(
+                "snapshot model %s version %s: %d workers cut to %d (limits: %d per model, --max-workers-per-model; "
+                "%d in all, --max-workers)",
+                name, number, saved, allowed, self.bounds.per_model, self.bounds.total,
+            )  # fmt: skip
+        return allowed
 
     # --- management operations (from the control socket) -------------------------------
 
@@ -317,9 +383,14 @@ class ModelManager:
                 "ConflictStatusException",
                 f"Model version {archive.version} for model {archive.name} already registered.",
             )
-        settings = model_settings(archive, self.config, self.gpu_count, message)
-        workers = message.get("initial_workers")
-        workers = settings["min_workers"] if workers is None else int(workers)
+        try:
+            settings = model_settings(archive, self.config, self.gpu_count, message)
+            workers = message.get("initial_workers")
+            workers = settings["min_workers"] if workers is None else worker_count("initial_workers", workers)
+            self.check_workers(archive.name, None, workers, archive)
+        except HookserveError:
+            self.discard(archive)
+            raise
         version = self.add_version(archive, url, settings, at_startup=False, workers=workers)
         done = f'Model "{archive.name}" Version: {archive.version} registered with {workers} initial workers'
         if workers == 0:  # TorchServe's answer, synchronous or not
@@ -330,16 +401,17 @@ class ModelManager:
 
     def op_scale(self, conn: ControlServerSide, message: dict) -> None:
         version = self.find(message["model"], message.get("version"))
-        low = int(message.get("min_worker") if message.get("min_worker") is not None else version.target)
-        high = int(
-            message.get("max_worker")
-            if message.get("max_worker") is not None
-            else max(low, version.settings["max_workers"])
-        )
-        if low < 0 or high < low:
+        given_low, given_high = message.get("min_worker"), message.get("max_worker")
+        low = version.target if given_low is None else worker_count("min_worker", given_low)
+        if given_high is None:
+            high = max(low, version.settings["max_workers"])
+        else:
+            high = worker_count("max_worker", given_high)
+        if high < low:
             raise ManagementError(
-                400, "BadRequestException", f"invalid worker counts: min_worker={low}, max_worker={high}"
+                400, "BadRequestException", f"Parameter max_worker={high} is less than min_worker={low}"
             )
+        self.check_workers(version.name, version, low, version.archive)
         version.settings.update(min_workers=low, max_workers=high)
         self.scale_to(version, low)
         done = f"Workers scaled to {low} for model: {version.name}"
@@ -377,6 +449,21 @@ class ModelManager:
                     self._signal(worker.pid, signal.SIGKILL)
         conn.answer(200, {"status": "ok"})
 
+    def check_workers(self, name: str, version: ModelVersion | None, count: int, archive: ModelArchive) -> None:
+        """Refuse ``count`` workers for a version (``None``: a new one) past the worker
+        bounds (400) or beyond the memory the machine has now (507)."""
+        others = sum(v.target for v in self.versions() if v is not version)
+        live = version.live() if version else []
+        measured = max((private_bytes(w.pid) for w in live if w.pid and w.state == "READY"), default=0)
+        per_worker = measured or estimated_worker_bytes(archive.model_dir, archive.serialized_file)
+        try:
+            if version is None or count > version.target:  # fewer workers are always allowed
+                self.bounds.check(name, count, others)
+            check_memory(name, count - len(live), per_worker, measured=bool(measured))
+        except LimitError as exc:
+            kind = "BadRequestException" if exc.code == 400 else "InsufficientMemoryException"
+            raise ManagementError(exc.code, kind, exc.message) from None
+
     def _answer_or_wait(self, conn: ControlServerSide, version: ModelVersion, message: dict, done: str) -> None:
         self.changed()
         if str(message.get("synchronous", "true")).lower() == "false":
@@ -384,14 +471,48 @@ class ModelManager:
         elif version.settled():
             conn.answer(200, {"status": done})
         else:
-            version.waiters.append(Waiter(conn, done))
+            now = time.monotonic()
+            wait = min(version.settings["startup_timeout_s"] + WAIT_SLACK_S, DEFAULT_CALL_TIMEOUT_S - WAIT_MARGIN_S)
+            version.waiters.append(Waiter(conn, done, since=now, deadline=now + wait))
 
     def settle_waiters(self) -> None:
+        now = time.monotonic()
         for version in self.versions():
             if version.waiters and version.settled():
                 for waiter in version.waiters:
                     waiter.conn.answer(200, {"status": waiter.success})
                 version.waiters = []
+            elif any(w.deadline <= now for w in version.waiters):
+                late = [w for w in version.waiters if w.deadline <= now]
+                version.waiters = [w for w in version.waiters if w.deadline > now]
+                for waiter in late:
+                    waiter.conn.fail(self.unsettled_error(version, now - waiter.since))
+
+    def unsettled_error(self, version: ModelVersion, waited: float) -> ManagementError:
+        """Why a synchronous call's workers are not all up: how many are, and what failed."""
+        live = version.live()
+        ready = sum(w.state == "READY" for w in live)
+        loading = sum(w.state == "STARTING" for w in live)
+        failed = [w for w in live if w.state == "DEAD"]
+        parts = [
+            f"{ready} of {version.target} workers of model {version.name} version {version.version} are ready "
+            f"after {waited:.0f} s (startupTimeout={version.settings['startup_timeout_s']}s)"
+        ]
+        if loading:
+            parts.append(f"{loading} still loading")
+        if failed:
+            parts.append(f"{len(failed)} waiting to restart after a failure")
+        draining = sum(w.state == "STOPPING" for w in version.workers)
+        if draining:
+            parts.append(f"{draining} retired workers still finishing their requests")
+        reasons = sorted({w.last_error for w in live if w.state != "READY" and w.last_error})
+        if reasons:
+            parts.append(f"failures so far: {', '.join(reasons)}")
+        parts.append(
+            f"the target stays {version.target} and the manager keeps trying; "
+            f"GET /models/{version.name} shows the workers, PUT min_worker changes the target"
+        )
+        return ManagementError(500, "InternalServerException", "; ".join(parts))
 
     def changed(self) -> None:
         """A management change: routes now (before the caller is answered), snapshot after."""
@@ -548,6 +669,7 @@ class ModelManager:
     def on_startup_failure(self, version: ModelVersion, worker: Worker, reason: str) -> None:
         """A worker that cannot load its model will not do better on retry: fail the version."""
         log.error("model %s: worker %s failed to start: %s", version.key, worker.id, reason)
+        worker.last_error = reason
         if version.state == "READY":
             return  # its siblings loaded: treated like a crash, restarted with back-off
         version.state, version.error = "FAILED", reason
@@ -599,6 +721,8 @@ class ModelManager:
                 self.on_status(version, worker)
         loading = worker.state == "STARTING"
         worker.state = "DEAD"
+        if not worker.last_error or not loading:
+            worker.last_error = f"the worker exited with {describe_exit(status)}"
         self._routes_dirty = True
         if self.stopping or self.models.get(version.name, {}).get(version.version) is not version:
             return
@@ -771,6 +895,18 @@ class ModelManager:
             self._signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         log.info("all model workers stopped")
+
+
+def worker_count(parameter: str, value: object) -> int:
+    """A worker count from a control message: an integer, not negative (400 otherwise)."""
+    try:
+        count = strict_int(value)
+    except ValueError:
+        message = f"Parameter {parameter}={value!r} is not an integer"
+        raise ManagementError(400, "BadRequestException", message) from None
+    if count < 0:
+        raise ManagementError(400, "BadRequestException", f"Parameter {parameter}={count} must not be negative")
+    return count
 
 
 def describe_exit(status: int) -> str:

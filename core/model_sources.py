@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from hookserve.archive import ModelArchive
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
+from hookserve.limits import SETTING_MINIMUMS, strict_int
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 DOWNLOAD_TIMEOUT_S = 60
@@ -109,24 +110,54 @@ def _download(url: str, config: ServerConfig) -> str:
 
 
 def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, overrides: dict) -> dict:
-    """API parameters > ``model-config.yaml`` > server config > defaults."""
+    """API parameters > ``model-config.yaml`` > server config > defaults.
+
+    Each value must be an integer within :data:`hookserve.limits.SETTING_MINIMUMS`, and
+    ``max_workers`` at least ``min_workers``; a 400 names the parameter or the
+    ``model-config.yaml`` key that is wrong.
+    """
     yaml = archive.config
+    origins: dict[str, str] = {}
 
-    def pick(api_key: str, yaml_key: str, default: int) -> int:
+    def pick(setting: str, api_key: str, yaml_key: str, default: int) -> int:
         value = overrides.get(api_key)
-        if value is None:
-            value = yaml.get(yaml_key, default)
+        origin = f"Parameter {api_key}"
+        if value is None and yaml.get(yaml_key) is not None:
+            value = yaml[yaml_key]
+            origin = f"model-config.yaml of model {archive.name}: {yaml_key}"
+        elif value is None:
+            value = default
+            origin = f"server setting {setting}"
+        origins[setting] = origin
         try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ManagementError(400, "BadRequestException", f"{api_key}={value!r} is not an integer") from None
+            number = strict_int(value)
+        except ValueError:
+            raise ManagementError(400, "BadRequestException", f"{origin}={value!r} is not an integer") from None
+        minimum, unit = SETTING_MINIMUMS[setting]
+        if number < minimum:
+            raise ManagementError(
+                400, "BadRequestException", f"{origin}={number} is invalid: it must be at least {minimum} ({unit})"
+            )
+        return number
 
-    min_workers = pick("min_worker", "minWorkers", config.workers_per_model(gpu_count))
+    min_workers = pick("min_workers", "min_worker", "minWorkers", config.workers_per_model(gpu_count))
+    max_workers = pick("max_workers", "max_worker", "maxWorkers", min_workers)
+    explicit_max = overrides.get("max_worker") is not None or yaml.get("maxWorkers") is not None
+    if explicit_max and max_workers < min_workers:
+        raise ManagementError(
+            400,
+            "BadRequestException",
+            f"{origins['max_workers']}={max_workers} is less than {origins['min_workers']}={min_workers}",
+        )
     return {
         "min_workers": min_workers,
-        "max_workers": max(min_workers, pick("max_worker", "maxWorkers", min_workers)),
-        "batch_size": pick("batch_size", "batchSize", config.batch_size),
-        "max_batch_delay_ms": pick("max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms),
-        "response_timeout_s": pick("response_timeout", "responseTimeout", config.response_timeout_s),
-        "startup_timeout_s": pick("startup_timeout", "startupTimeout", config.startup_timeout_s),
+        "max_workers": max(min_workers, max_workers),
+        "batch_size": pick("batch_size", "batch_size", "batchSize", config.batch_size),
+        "max_batch_delay_ms": pick(
+            "max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms
+        ),
+        "response_timeout_s": pick(
+            "response_timeout_s", "response_timeout", "responseTimeout", config.response_timeout_s
+        ),
+        "startup_timeout_s": pick("startup_timeout_s", "startup_timeout", "startupTimeout", config.startup_timeout_s),
     }

@@ -1,1 +1,38 @@
-"""Handlers: ``BaseHandler`` and the default handlers."""
+"""Handlers: ``BaseHandler`` and the default handlers.
+
+``from hookserve.handlers import BaseHandler, ImageClassifier, TextClassifier`` works; the
+classes (and torch, which they import) are loaded on first use (PEP 562), so importing
+this package, as the builtin plugins do in torch-free frontends, imports no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "BaseHandler": "hookserve.handlers.base_handler",
+    "ImageClassifier": "hookserve.handlers.image_classifier",
+    "TextClassifier": "hookserve.handlers.text_classifier",
+}
+
+__all__ = list(_PUBLIC)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
+    from hookserve.handlers.base_handler import BaseHandler
+    from hookserve.handlers.image_classifier import ImageClassifier
+    from hookserve.handlers.text_classifier import TextClassifier
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hookserve.handlers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

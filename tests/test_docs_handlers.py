@@ -475,7 +475,7 @@ def test_inputs(server, workdir):
     replay(server, "inputs", workdir)
 
 
-def test_curl_without_content_type_sends_a_form(server, workdir):
+def test_curl_without_content_type_sends_raw_bytes(server, workdir):
     replay(server, "no-content-type", workdir)
 
 

@@ -3,12 +3,21 @@
 A JSON or raw body becomes one field named ``body``; ``multipart/form-data`` parts and
 url-encoded form fields become one field each, under their own names; query parameters
 are text fields too. The worker decodes each field by its content type.
+
+``curl --data-binary @image.png`` and ``urllib.request`` label any body
+``application/x-www-form-urlencoded``. Such a body is taken as a form only when it is one
+by the strict rule of :data:`FORM` (ASCII, ``name=value`` pairs joined by ``&``, well-formed
+``%XX`` escapes, names without the characters JSON, text or base64 bring); anything else
+(image bytes, JSON, prose) reaches the handler unchanged as ``body``, with its content type.
+TorchServe's Netty decoder instead parses every such body as a form and mangles or drops
+binary data.
 """
 
 from __future__ import annotations
 
 import io
-from urllib.parse import parse_qsl
+import re
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import falcon
 import falcon.asgi
@@ -18,6 +27,19 @@ from hookserve.errors import BadRequest, RequestTooLarge
 from hookserve.protocol import Field
 
 TEXT = "text/plain; charset=utf-8"
+
+# One ``%XX`` escape; the characters a form name may hold unescaped (what form encoders
+# leave as they are, plus ``[]`` of ``a[]=1``: no space, quote, brace, colon, slash, so
+# that JSON, prose and base64 do not pass for a name); a value may hold any printable
+# ASCII but ``&`` and a bare ``%`` (hand-written ``curl -d 'q=hello world'`` forms).
+# Written without nested repeats so that a long body that is not a form fails in linear time.
+_ESCAPE = rb"%[0-9A-Fa-f]{2}"
+_NAME = rb"(?!=)[A-Za-z0-9_.~*+\-\[\]]*(?:" + _ESCAPE + rb"[A-Za-z0-9_.~*+\-\[\]]*)*"
+_VALUE = rb"[\x20-\x24\x27-\x7e]*(?:" + _ESCAPE + rb"[\x20-\x24\x27-\x7e]*)*"
+_PAIR = _NAME + rb"=" + _VALUE
+# A whole body: one or more ``name=value`` pairs joined by ``&`` (a trailing ``&`` and a
+# final line break, as a file saved by an editor has, are allowed).
+FORM = re.compile(_PAIR + rb"(?:&" + _PAIR + rb")*&?(?:\r?\n)?")
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
@@ -40,13 +62,39 @@ def body_fields(body: bytes, content_type: str | None) -> list[Field]:
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == "multipart/form-data":
         return multipart_fields(body, content_type)
-    if mime == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"url-encoded form body is not UTF-8: {exc}") from None
-        return [Field(name, TEXT, value.encode()) for name, value in parse_qsl(text, keep_blank_values=True)]
+    if mime == "application/x-www-form-urlencoded" and body:
+        fields = form_fields(body)
+        if fields is not None:
+            return fields
+    elif mime == "application/x-www-form-urlencoded":
+        return []  # an empty form: no fields, as before
     return [Field("body", content_type or "application/octet-stream", body)]
+
+
+def form_fields(body: bytes) -> list[Field] | None:
+    """The fields of a url-encoded form, or None when ``body`` is not one (see :data:`FORM`).
+
+    A value that is not UTF-8 once unescaped (``a=%FF``) is passed as bytes.
+    """
+    if not FORM.fullmatch(body):
+        return None
+    fields = []
+    for pair in body.rstrip(b"\r\n").split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        value = unquote_to_bytes(raw_value.replace(b"+", b" "))
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            fields.append(Field(name, "application/octet-stream", value))
+        else:
+            fields.append(Field(name, TEXT, value))
+    return fields
 
 
 def multipart_fields(body: bytes, content_type: str) -> list[Field]:

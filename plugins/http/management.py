@@ -6,6 +6,7 @@ manager publishes. Parameters are taken from the query string or from a JSON bod
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -15,8 +16,9 @@ import falcon.asgi
 import orjson
 
 from hookserve.config import ServerConfig, is_loopback
-from hookserve.control import call_manager
+from hookserve.control import DEFAULT_CALL_TIMEOUT_S, call_manager
 from hookserve.errors import BadRequest, HookserveError
+from hookserve.limits import strict_int
 from hookserve.model_client import ModelClient, VersionRoute
 from hookserve.protocol import WorkRequest
 
@@ -45,7 +47,7 @@ async def request_params(req: falcon.asgi.Request, ints: tuple[str, ...]) -> dic
     for key in ints:
         if params.get(key) is not None:
             try:
-                params[key] = int(params[key])
+                params[key] = strict_int(params[key])
             except (TypeError, ValueError):
                 raise BadRequest(f"Parameter {key} must be an integer, got {params[key]!r}") from None
     if "synchronous" in params:
@@ -78,7 +80,17 @@ class ManagementResources:
             )
 
     async def manager(self, resp: falcon.asgi.Response, message: dict) -> None:
-        status, body = await call_manager(self.config.run_dir, message)
+        try:
+            status, body = await call_manager(self.config.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
+            # the manager answers a slow synchronous call itself before this; this is a
+            # manager too busy to answer at all
+            raise HookserveError(
+                f"the model manager did not answer {message['op']} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
+                "the change may still be in progress (GET /models shows the workers)",
+                code=504,
+                type="RequestTimeoutException",
+            ) from None
         self.models.refresh(force=True)  # this frontend's next request sees the change
         resp.status = status
         resp.media = body
