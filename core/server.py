@@ -8,6 +8,7 @@ after the frontends have finished their in-flight requests.
 from __future__ import annotations
 
 import subprocess
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -60,7 +61,27 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
         # Operators use the management API; gunicorn's own control socket would also clash
         # between servers sharing a home folder.
         "control_socket_disable": True,
+        **tls_settings(config),
     }
+
+
+def tls_settings(config: ServerConfig) -> dict[str, Any]:
+    """Gunicorn's TLS settings: its certfile/keyfile cover every listener (see ``check_tls``).
+
+    Gunicorn's ASGI worker logs a failure to build the TLS context and then serves plain
+    HTTP; the ``ssl_context`` hook turns that failure into a boot error that stops the server.
+    """
+    if not config.certfile:
+        return {}
+
+    def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
+        try:
+            return default_ssl_context_factory()
+        except Exception as exc:
+            print(f"hookserve: cannot serve TLS with {config.certfile}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None  # gunicorn's WORKER_BOOT_ERROR: the arbiter stops
+
+    return {"certfile": config.certfile, "keyfile": config.keyfile, "ssl_context": ssl_context}
 
 
 class FrontendWorker(ASGIWorker):
