@@ -7,6 +7,8 @@ after the frontends have finished their in-flight requests.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import subprocess
 import sys
 from typing import Any
@@ -65,6 +67,9 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     }
 
 
+TLS_SHUTDOWN_TIMEOUT_S = 2.0
+
+
 def tls_settings(config: ServerConfig) -> dict[str, Any]:
     """Gunicorn's TLS settings: its certfile/keyfile cover every listener (see ``check_tls``).
 
@@ -75,6 +80,17 @@ def tls_settings(config: ServerConfig) -> dict[str, Any]:
         return {}
 
     def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
+        # Called in the frontend worker, in its event loop, just before it creates its servers.
+        # Most clients close without a TLS close_notify, and an idle keep-alive client answers
+        # the server's only when it next reads: the event loop waits its SSL shutdown timeout
+        # (30 s) for it before it reports the connection lost, and a graceful stop waits for
+        # that connection as long. Gunicorn's worker passes no ssl_shutdown_timeout; pass one.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a worker's loop (a test calling the hook)
+            loop = None
+        if loop is not None and not isinstance(loop.create_server, functools.partial):
+            loop.create_server = functools.partial(loop.create_server, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S)
         try:
             return default_ssl_context_factory()
         except Exception as exc:
