@@ -286,8 +286,7 @@ def _honour(field_name: str, convert: Callable[[str, str], Any], note: str) -> T
 def _address(name: str) -> TsKey:
     return TsKey(
         HONOURED,
-        f"the {name} listener: `host:port`, `http://host:port` or `https://host:port` "
-        "(https needs certificate_file; TLS is on for every listener or none)",
+        f"the {name} listener, `host:port`, `http://host:port` or `https://host:port` (see TLS)",
         lambda config, key, value: config.set_address(name, value),
     )
 
@@ -300,7 +299,8 @@ _NO_GRPC = "has no meaning in hookserve, which has no gRPC API (no gRPC listener
 _METRICS = "is not yet supported (issue 16: metrics); ignored"
 _KEYSTORE = (
     "names a Java keystore setting, which hookserve cannot use: export the key and certificate to PEM "
-    "(openssl pkcs12 -in KEYSTORE -nodes) and set certificate_file and private_key_file"
+    "(openssl pkcs12 -in KEYSTORE -nodes; a JKS first through keytool -importkeystore -deststoretype PKCS12) "
+    "and set certificate_file and private_key_file"
 )
 
 TS_KEYS: dict[str, TsKey] = {

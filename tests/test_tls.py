@@ -171,6 +171,7 @@ def test_ts_config_https_addresses_and_pem_keys_serve_tls(store, pem, tmp_path):
         f"model_store={store}\n"
         "load_models=echo=echo.mar\n"
         "default_workers_per_model=1\n"
+        "vmargs=-Xmx4g -XX:+ExitOnOutOfMemoryError\n"
     )
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
@@ -189,7 +190,9 @@ def test_ts_config_https_addresses_and_pem_keys_serve_tls(store, pem, tmp_path):
         assert requests.get(management, verify=str(pem["ca"]), timeout=30).status_code == 200
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{ports['inference']}/ping", timeout=10)
-        assert "https://127.0.0.1" in log_path.read_text()  # gunicorn names the scheme it listens with
+        text = log_path.read_text()
+        assert "https://127.0.0.1" in text  # gunicorn names the scheme it listens with
+        assert text.count("config.properties key 'vmargs' has no meaning in hookserve (Java VM options)") == 1
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
