@@ -15,8 +15,8 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from hookserve.errors import ConfigError
@@ -367,9 +367,7 @@ TS_KEYS: dict[str, TsKey] = {
     "initial_worker_port": TsKey(
         WARNED, "has no meaning in hookserve: model workers talk over Unix sockets, not ports; ignored"
     ),
-    "initial_distribution_port": TsKey(
-        WARNED, "has no meaning in hookserve, which does not start torchrun; ignored"
-    ),
+    "initial_distribution_port": TsKey(WARNED, "has no meaning in hookserve, which does not start torchrun; ignored"),
     # security
     "allowed_urls": _honour(
         "allowed_urls",
@@ -423,15 +421,11 @@ TS_KEYS: dict[str, TsKey] = {
         "=false is not yet supported: the image handlers keep Pillow's limit on image size; ignored",
         quiet="true",
     ),
-    "ts_header_key_sequence_id": TsKey(
-        WARNED, "has no meaning in hookserve, which has no sequence batching; ignored"
-    ),
+    "ts_header_key_sequence_id": TsKey(WARNED, "has no meaning in hookserve, which has no sequence batching; ignored"),
     "ts_header_key_sequence_start": TsKey(
         WARNED, "has no meaning in hookserve, which has no sequence batching; ignored"
     ),
-    "ts_header_key_sequence_end": TsKey(
-        WARNED, "has no meaning in hookserve, which has no sequence batching; ignored"
-    ),
+    "ts_header_key_sequence_end": TsKey(WARNED, "has no meaning in hookserve, which has no sequence batching; ignored"),
     # metrics (issue 16)
     "enable_metrics_api": TsKey(WARNED, _METRICS),
     "metrics_mode": TsKey(WARNED, _METRICS),
@@ -477,15 +471,15 @@ TS_KEYS: dict[str, TsKey] = {
     "debug": TsKey(WARNED, "is not supported (TorchServe's debug mode); ignored", quiet="false"),
     "model_server_home": TsKey(WARNED, "has no meaning in hookserve (TorchServe's install folder); ignored"),
     "snapshot_store": TsKey(
-        WARNED, "has no meaning in hookserve: its snapshot is a folder (--snapshot-dir); ignored", quiet="fs"
+        WARNED,
+        "(an older TorchServe's) has no meaning in hookserve: its snapshot is a folder (--snapshot-dir); ignored",
+        quiet="fs",
     ),
     "enable_envvars_config": TsKey(
         WARNED, "is not yet supported: TS_* environment variables are not read; ignored", quiet="false"
     ),
     "version": TsKey(WARNED, "(TorchServe's version, written in its snapshots) has no meaning in hookserve; ignored"),
-    "tsConfigFile": TsKey(
-        WARNED, "(written by TorchServe in its snapshots) has no meaning in hookserve; ignored"
-    ),
+    "tsConfigFile": TsKey(WARNED, "(written by TorchServe in its snapshots) has no meaning in hookserve; ignored"),
 }
 
 # $$NAME$$ in a value is replaced by the environment variable NAME, as TorchServe does.

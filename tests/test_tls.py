@@ -60,6 +60,10 @@ def store(tmp_path_factory) -> Path:
     return work / "store"
 
 
+def echo_args(store: Path) -> list[str]:
+    return ["--ncs", "--model-store", str(store), "--models", "echo=echo.mar", "--workers", "1"]
+
+
 def wait_https(url: str, process: subprocess.Popen, log: Path, ca: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,8 +83,7 @@ def tls_server(store, pem, tmp_path_factory):
     """``hookserve serve --certfile --keyfile`` with host:port addresses (they follow the certificate)."""
     work = tmp_path_factory.mktemp("tls-server")
     server = Server(
-        ["--ncs", "--model-store", str(store), "--models", "echo=echo.mar", "--workers", "1",
-         "--certfile", str(pem["cert"]), "--keyfile", str(pem["key"])],
+        [*echo_args(store), "--certfile", str(pem["cert"]), "--keyfile", str(pem["key"])],
         work,
     )
     server.start()
@@ -137,8 +140,7 @@ def test_an_idle_keep_alive_tls_client_does_not_hold_up_a_stop(store, pem, tmp_p
     """A client that keeps its connection and never answers the server's close_notify (any
     idle pool) must not hold a graceful stop for the event loop's 30 s SSL shutdown timeout."""
     server = Server(
-        ["--ncs", "--model-store", str(store), "--models", "echo=echo.mar", "--workers", "1",
-         "--certfile", str(pem["cert"]), "--keyfile", str(pem["key"])],
+        [*echo_args(store), "--certfile", str(pem["cert"]), "--keyfile", str(pem["key"])],
         tmp_path,
     )
     server.start()
@@ -201,8 +203,8 @@ def test_ts_config_https_addresses_and_pem_keys_serve_tls(store, pem, tmp_path):
 def test_plain_gunicorn_serves_tls_from_hookserve_args(store, pem, tmp_path):
     ports = {name: free_port() for name in ("inference", "management", "metrics")}
     args = [
-        "--ncs", "--model-store", str(store), "--models", "echo=echo.mar", "--workers", "1",
-        "--certfile", str(pem["cert"]), "--keyfile", str(pem["key"]),
+        *echo_args(store),
+        *("--certfile", str(pem["cert"]), "--keyfile", str(pem["key"])),
         *[arg for name, port in ports.items() for arg in (f"--{name}-address", f"https://127.0.0.1:{port}")],
     ]
     log_path = tmp_path / "gunicorn.log"

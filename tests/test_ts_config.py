@@ -19,31 +19,30 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # Every key TorchServe 0.12 reads from config.properties: the constants of its
 # ConfigManager.java (frontend/server/src/main/java/org/pytorch/serve/util/), the "python"
 # property it also reads, and the two its launcher (ts/model_server.py) reads.
-TORCHSERVE_0_12_KEYS = {
-    "debug", "inference_address", "management_address", "metrics_address", "load_models",
-    "blacklist_env_vars", "default_workers_per_model", "default_response_timeout",
-    "default_startup_timeout", "unregister_model_timeout", "number_of_netty_threads",
-    "netty_client_threads", "job_queue_size", "number_of_gpu", "metrics_config", "metrics_mode",
-    "model_metrics_auto_detect", "disable_system_metrics", "ipex_enable", "cpu_launcher_enable",
-    "cpu_launcher_args", "ipex_gpu_enable", "async_logging", "cors_allowed_origin",
-    "cors_allowed_methods", "cors_allowed_headers", "decode_input_request", "keystore",
-    "keystore_pass", "keystore_type", "certificate_file", "private_key_file", "max_request_size",
-    "max_response_size", "limit_max_image_pixels", "default_service_handler", "service_envelope",
-    "model_server_home", "model_store", "prefer_direct_buffer", "allowed_urls",
-    "install_py_dep_per_model", "enable_metrics_api", "grpc_inference_address",
-    "grpc_management_address", "grpc_inference_port", "grpc_management_port",
-    "grpc_inference_max_connection_age_ms", "grpc_management_max_connection_age_ms",
-    "grpc_inference_max_connection_age_grace_ms", "grpc_management_max_connection_age_grace_ms",
-    "enable_grpc_ssl", "initial_worker_port", "initial_distribution_port", "workflow_store",
-    "cpp_log_config", "ts_open_inference_protocol", "token_expiration_min",
-    "ts_header_key_sequence_id", "ts_header_key_sequence_start", "ts_header_key_sequence_end",
-    "disable_token_authorization", "enable_model_api", "use_native_io", "io_ratio",
-    "metric_time_interval", "enable_envvars_config", "model_snapshot", "models", "version",
-    "system_metrics_cmd", "use_env_allowed_urls", "python", "snapshot_store", "tsConfigFile",
-    "vmargs", "plugins_path",
-}
-# hookserve's own keys, and per-model keys people write at the top level
-EXTRA_KEYS = {"batch_size", "max_batch_delay", "minWorkers", "maxWorkers"}
+TORCHSERVE_0_12_KEYS = set(
+    """
+    debug inference_address management_address metrics_address load_models blacklist_env_vars
+    default_workers_per_model default_response_timeout default_startup_timeout
+    unregister_model_timeout number_of_netty_threads netty_client_threads job_queue_size
+    number_of_gpu metrics_config metrics_mode model_metrics_auto_detect disable_system_metrics
+    ipex_enable cpu_launcher_enable cpu_launcher_args ipex_gpu_enable async_logging
+    cors_allowed_origin cors_allowed_methods cors_allowed_headers decode_input_request keystore
+    keystore_pass keystore_type certificate_file private_key_file max_request_size max_response_size
+    limit_max_image_pixels default_service_handler service_envelope model_server_home model_store
+    prefer_direct_buffer allowed_urls install_py_dep_per_model enable_metrics_api
+    grpc_inference_address grpc_management_address grpc_inference_port grpc_management_port
+    grpc_inference_max_connection_age_ms grpc_management_max_connection_age_ms
+    grpc_inference_max_connection_age_grace_ms grpc_management_max_connection_age_grace_ms
+    enable_grpc_ssl initial_worker_port initial_distribution_port workflow_store cpp_log_config
+    ts_open_inference_protocol token_expiration_min ts_header_key_sequence_id
+    ts_header_key_sequence_start ts_header_key_sequence_end disable_token_authorization
+    enable_model_api use_native_io io_ratio metric_time_interval enable_envvars_config
+    model_snapshot models version system_metrics_cmd use_env_allowed_urls python tsConfigFile vmargs
+    plugins_path
+    """.split()
+)
+# hookserve's own keys, per-model keys people write at the top level, an older TorchServe's key
+EXTRA_KEYS = {"batch_size", "max_batch_delay", "minWorkers", "maxWorkers", "snapshot_store"}
 
 
 def properties(tmp_path: Path, text: str) -> str:
@@ -73,8 +72,10 @@ def test_a_warned_key_is_logged_naming_it(tmp_path, caplog):
         serve_config(["--ts-config", path])
     messages = [r.getMessage() for r in caplog.records]
     assert f"{path}: config.properties key 'vmargs' has no meaning in hookserve (Java VM options); ignored" in messages
-    assert any("'install_py_dep_per_model' is not yet supported; the archive's requirements are not installed" in m
-               for m in messages)
+    assert any(
+        "'install_py_dep_per_model' is not yet supported; the archive's requirements are not installed" in m
+        for m in messages
+    )
     assert any("'cors_allowed_origin'" in m for m in messages)
     assert len(messages) == 3  # once each
 
@@ -114,11 +115,14 @@ def test_an_unknown_key_is_still_an_error(tmp_path):
 def test_honoured_keys_set_the_config(tmp_path, monkeypatch):
     monkeypatch.setenv("STORE_DIR", "/srv/models")
     config = serve_config(
-        ["--ts-config", properties(
-            tmp_path,
-            "model_store=$$STORE_DIR$$\nnumber_of_netty_threads=0\nbatch_size=4\nmax_batch_delay=7\n"
-            "default_response_timeout=9\nenable_model_api=true\njob_queue_size=3\n",
-        )]
+        [
+            "--ts-config",
+            properties(
+                tmp_path,
+                "model_store=$$STORE_DIR$$\nnumber_of_netty_threads=0\nbatch_size=4\nmax_batch_delay=7\n"
+                "default_response_timeout=9\nenable_model_api=true\njob_queue_size=3\n",
+            ),
+        ]
     )
     assert config.model_store == "/srv/models"
     assert config.frontend_workers == ServerConfig.frontend_workers == 1  # TorchServe's 0: the default
