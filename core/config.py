@@ -295,6 +295,10 @@ def _path(key: str, value: str) -> str:
     return value.strip()
 
 
+def _check_bool(config: ServerConfig, key: str, value: str) -> None:
+    _bool(key, value)  # read by apply_ts_properties itself
+
+
 _NO_GRPC = "has no meaning in hookserve, which has no gRPC API (no gRPC listener is opened); ignored"
 _METRICS = "is not yet supported (issue 16: metrics); ignored"
 _KEYSTORE = (
@@ -375,7 +379,7 @@ TS_KEYS: dict[str, TsKey] = {
         "regexes that model URLs beyond the model store must match",
     ),
     "use_env_allowed_urls": TsKey(
-        WARNED, "has no meaning in hookserve, which reads no TS_* environment variables; ignored", quiet="false"
+        HONOURED, "with enable_envvars_config, lets $TS_ALLOWED_URLS set allowed_urls", _check_bool
     ),
     "enable_model_api": _honour(
         "enable_model_api", _bool, "allow registering models while management listens beyond loopback"
@@ -476,7 +480,9 @@ TS_KEYS: dict[str, TsKey] = {
         quiet="fs",
     ),
     "enable_envvars_config": TsKey(
-        WARNED, "is not yet supported: TS_* environment variables are not read; ignored", quiet="false"
+        HONOURED,
+        "`true`: $TS_<KEY> environment variables (TorchServe's names) override the file's keys; flags still win",
+        _check_bool,
     ),
     "version": TsKey(WARNED, "(TorchServe's version, written in its snapshots) has no meaning in hookserve; ignored"),
     "tsConfigFile": TsKey(WARNED, "(written by TorchServe in its snapshots) has no meaning in hookserve; ignored"),
@@ -526,10 +532,52 @@ def read_properties(path: str | os.PathLike) -> dict[str, str]:
     return props
 
 
+# Keys TorchServe does not take from TS_* variables (not TS_ constants of its ConfigManager)
+NOT_FROM_ENV = {
+    "use_native_io", "io_ratio", "metric_time_interval", "enable_envvars_config", "model_snapshot", "models",
+    "version", "system_metrics_cmd", "use_env_allowed_urls", "python", "vmargs", "plugins_path", "tsConfigFile",
+    "snapshot_store", "batch_size", "max_batch_delay", "minWorkers", "maxWorkers",
+}  # fmt: skip
+# TS_ constants whose name is not TS_ + the key in capitals
+ENV_NAMES = {
+    "token_expiration_min": "TS_TOKEN_EXPIRATION_TIME_MIN",
+    "ts_open_inference_protocol": "TS_OPEN_INFERENCE_PROTOCOL",
+    "ts_header_key_sequence_id": "TS_HEADER_KEY_SEQUENCE_ID",
+    "ts_header_key_sequence_start": "TS_HEADER_KEY_SEQUENCE_START",
+    "ts_header_key_sequence_end": "TS_HEADER_KEY_SEQUENCE_END",
+}
+
+
+def env_name(key: str) -> str | None:
+    """The environment variable TorchServe reads ``key`` from with enable_envvars_config=true."""
+    return None if key in NOT_FROM_ENV else ENV_NAMES.get(key, "TS_" + key.upper())
+
+
+def _from_env(props: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """TorchServe's enable_envvars_config: ``key -> (value, $NAME)`` for each TS_* variable set."""
+    if props.get("enable_envvars_config", "").strip().lower() != "true":
+        return {}
+    found = {}
+    for key in TS_KEYS:
+        name = env_name(key)
+        if name is None or name not in os.environ:
+            continue
+        # as TorchServe: allowed_urls comes from the environment only when the file allows it
+        if key == "allowed_urls" and props.get("use_env_allowed_urls", "").strip().lower() != "true":
+            continue
+        found[key] = (os.environ[name], f"${name}")
+    return found
+
+
 def apply_ts_properties(config: ServerConfig, props: dict[str, str], origin: str) -> None:
-    """Apply TorchServe keys: honour, warn (once, naming the key) or refuse each, per ``TS_KEYS``."""
+    """Apply TorchServe keys: honour, warn (once, naming the key) or refuse each, per ``TS_KEYS``.
+
+    With ``enable_envvars_config=true``, TS_* environment variables override the file's keys.
+    """
+    settings = {key: (value, origin) for key, value in props.items()}
+    settings.update(_from_env(props))
     unknown, refused = [], []
-    for key, value in props.items():
+    for key, (value, source) in settings.items():
         entry = TS_KEYS.get(key)
         if entry is None:
             unknown.append(key)
@@ -538,11 +586,11 @@ def apply_ts_properties(config: ServerConfig, props: dict[str, str], origin: str
         elif entry.is_quiet(value):
             continue
         elif entry.does == WARNED:
-            log.warning("%s: config.properties key %r %s", origin, key, entry.note)
+            log.warning("%s: config.properties key %r %s", source, key, entry.note)
         else:
-            refused.append(f"config.properties key {key!r} {entry.note}")
+            refused.append(f"{source}: config.properties key {key!r} {entry.note}")
     if refused:
-        raise ConfigError(f"{origin}: " + "; ".join(refused))
+        raise ConfigError("; ".join(refused))
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")
 

@@ -142,3 +142,27 @@ def test_cli_prints_the_refusal_and_exits_non_zero(tmp_path):
     )
     assert result.returncode == 2
     assert "hookserve: error:" in result.stderr and "'service_envelope'" in result.stderr
+
+
+def test_envvars_config_lets_ts_variables_override_the_file(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TS_JOB_QUEUE_SIZE", "7")
+    monkeypatch.setenv("TS_INFERENCE_ADDRESS", "http://127.0.0.1:9990")
+    monkeypatch.setenv("TS_ALLOWED_URLS", "https://example.com/.*")
+    monkeypatch.setenv("TS_VMARGS", "-Xmx1g")  # not a TS_ variable in TorchServe either
+    monkeypatch.setenv("TS_CORS_ALLOWED_ORIGIN", "*")
+    text = "job_queue_size=3\nenable_envvars_config=true\n"
+    with caplog.at_level(logging.WARNING, logger="hookserve.config"):
+        config = serve_config(["--ts-config", properties(tmp_path, text)])
+    assert config.job_queue_size == 7 and config.inference_address == ("127.0.0.1", 9990)
+    assert config.allowed_urls == []  # only with use_env_allowed_urls=true, as TorchServe
+    assert [r.getMessage() for r in caplog.records] == [
+        "$TS_CORS_ALLOWED_ORIGIN: config.properties key 'cors_allowed_origin' is not supported: hookserve sends "
+        "no CORS headers, so browsers keep other origins out; ignored"
+    ]
+    config = serve_config(["--ts-config", properties(tmp_path, text + "use_env_allowed_urls=true\n")])
+    assert config.allowed_urls == ["https://example.com/.*"]
+    assert serve_config(["--ts-config", properties(tmp_path, text), "--job-queue-size", "5"]).job_queue_size == 5
+    assert serve_config(["--ts-config", properties(tmp_path, "job_queue_size=3\n")]).job_queue_size == 3
+    monkeypatch.setenv("TS_KEYSTORE", "ks.p12")
+    with pytest.raises(ConfigError, match=r"\$TS_KEYSTORE: config.properties key 'keystore'"):
+        serve_config(["--ts-config", properties(tmp_path, text)])
