@@ -333,7 +333,7 @@ TS_KEYS: dict[str, TsKey] = {
     "default_startup_timeout": _honour(
         "startup_timeout_s", _int, "seconds a model worker may take to load (models that set none)"
     ),
-    "job_queue_size": _honour("job_queue_size", _int, "requests queued per model before 503"),
+    "job_queue_size": _honour("job_queue_size", _int, "requests queued per model (per frontend worker) before 503"),
     "max_request_size": _honour("max_request_size", _int, "largest request body in bytes (413 beyond)"),
     "number_of_gpu": _honour("number_of_gpu", _int, "most GPUs used"),
     "number_of_netty_threads": _honour(
@@ -361,7 +361,9 @@ TS_KEYS: dict[str, TsKey] = {
         WARNED, "is not configurable: unregistering waits for the requests its workers accepted; ignored"
     ),
     "default_service_handler": TsKey(
-        WARNED, "is not supported: an archive without a handler is refused at registration; ignored"
+        WARNED,
+        "is not supported: an archive whose manifest names no handler fails to load, saying so "
+        "(name one with --handler when archiving or handler= when registering); ignored",
     ),
     "install_py_dep_per_model": TsKey(
         WARNED, "is not yet supported; the archive's requirements are not installed", quiet="false"
@@ -412,7 +414,9 @@ TS_KEYS: dict[str, TsKey] = {
         quiet="true",
     ),
     "service_envelope": TsKey(
-        REFUSED, "cannot be honoured: hookserve has no request envelopes (bodies reach the handler as sent)"
+        REFUSED,
+        "cannot be honoured: hookserve has no request envelopes, so a KServe or JSON envelope "
+        "would reach the handler as the body itself",
     ),
     "ts_open_inference_protocol": TsKey(
         REFUSED,
