@@ -40,13 +40,16 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_address(value: str) -> tuple[str, int]:
-    """``host:port``, ``http://host:port`` or ``[v6]:port`` -> ``(host, port)``."""
+    """``host:port``, ``http://host:port``, ``https://host:port`` or ``[v6]:port`` -> ``(host, port)``.
+
+    The scheme is not part of the answer: ``address_scheme`` reads it, ``check_tls`` holds it
+    to the server's one TLS setting."""
     text = value.strip()
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"address {value!r}: only http is supported")
+        raise ConfigError(f"address {value!r}: only http:// and https:// are supported")
     try:
         port = parts.port
     except ValueError as exc:
