@@ -110,6 +110,8 @@ class ServerConfig:
     management_token: str | None = None
     disable_token_auth: bool = False
     enable_model_api: bool = False
+    # TorchServe's default_service_handler: the handler of archives that name none.
+    default_service_handler: str | None = None
     # TLS (see check_tls): gunicorn serves every listener over TLS when certfile is set.
     certfile: str | None = None
     keyfile: str | None = None
@@ -363,10 +365,8 @@ TS_KEYS: dict[str, TsKey] = {
     "unregister_model_timeout": TsKey(
         WARNED, "is not configurable: unregistering waits for the requests its workers accepted; ignored"
     ),
-    "default_service_handler": TsKey(
-        WARNED,
-        "is not supported: an archive whose manifest names no handler fails to load, saying so "
-        "(name one with --handler when archiving or handler= when registering); ignored",
+    "default_service_handler": _honour(
+        "default_service_handler", _path, "the handler of archives that name none, unless registered with handler="
     ),
     "install_py_dep_per_model": TsKey(
         WARNED, "is not yet supported; the archive's requirements are not installed", quiet="false"

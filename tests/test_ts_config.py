@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
+from helpers import free_port, wait_ping
 from hookserve.cli import serve_config
 from hookserve.config import HONOURED, REFUSED, TS_KEYS, WARNED, ServerConfig, ts_keys_markdown
 from hookserve.errors import ConfigError
@@ -166,3 +171,40 @@ def test_envvars_config_lets_ts_variables_override_the_file(tmp_path, monkeypatc
     monkeypatch.setenv("TS_KEYSTORE", "ks.p12")
     with pytest.raises(ConfigError, match=r"\$TS_KEYSTORE: config.properties key 'keystore'"):
         serve_config(["--ts-config", properties(tmp_path, text)])
+
+
+def test_default_service_handler_serves_an_archive_that_names_none(tmp_path):
+    """TorchServe's rule: the archive's own handler, else handler= at registration, else this key."""
+    store = tmp_path / "store"
+    (store / "plain").mkdir(parents=True)  # a folder with no manifest: no handler
+    (store / "plain" / "echo_handler.py").write_text(
+        "def handle(data, context):\n    return None if data is None else [{'echo': row.get('body')} for row in data]\n"
+    )
+    ports = {name: free_port() for name in ("inference", "management", "metrics")}
+    path = properties(
+        tmp_path,
+        "".join(f"{name}_address=127.0.0.1:{port}\n" for name, port in ports.items())
+        + f"model_store={store}\nload_models=plain=plain\ndefault_workers_per_model=1\n"
+        "default_service_handler=echo_handler\n",
+    )
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config", path],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{ports['inference']}"
+        wait_ping(url, process, log_path)
+        for _ in range(100):  # until the model is up
+            reply = requests.post(f"{url}/predictions/plain", json=[3], timeout=30)
+            if reply.status_code != 404:
+                break
+            time.sleep(0.1)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"echo": [3]}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(40)
