@@ -73,11 +73,9 @@ TLS_SHUTDOWN_TIMEOUT_S = 2.0
 def tls_settings(config: ServerConfig) -> dict[str, Any]:
     """Gunicorn's TLS settings: its certfile/keyfile cover every listener (see ``check_tls``).
 
-    Gunicorn's ASGI worker logs a failure to build the TLS context and then serves plain
-    HTTP; the ``ssl_context`` hook turns that failure into a boot error that stops the server.
+    The ``ssl_context`` hook is set even without a certificate here, for a ``--certfile``
+    given to gunicorn itself: gunicorn calls it only when it serves TLS.
     """
-    if not config.certfile:
-        return {}
 
     def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
         # Called in the frontend worker, in its event loop, just before it creates its servers.
@@ -94,10 +92,14 @@ def tls_settings(config: ServerConfig) -> dict[str, Any]:
         try:
             return default_ssl_context_factory()
         except Exception as exc:
-            print(f"hookserve: cannot serve TLS with {config.certfile}: {exc}", file=sys.stderr, flush=True)
+            # gunicorn's ASGI worker would log this and serve plain HTTP: stop the server instead
+            print(f"hookserve: cannot serve TLS with {conf.certfile}: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(3) from None  # gunicorn's WORKER_BOOT_ERROR: the arbiter stops
 
-    return {"certfile": config.certfile, "keyfile": config.keyfile, "ssl_context": ssl_context}
+    settings: dict[str, Any] = {"ssl_context": ssl_context}
+    if config.certfile:
+        settings.update(certfile=config.certfile, keyfile=config.keyfile)
+    return settings
 
 
 class FrontendWorker(ASGIWorker):

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -242,9 +243,10 @@ def test_gunicorn_gets_the_certificate_and_a_hook_that_will_not_fall_back_to_htt
 
     # gunicorn's ASGI worker would log this and serve plain HTTP; the hook stops the worker instead
     with pytest.raises(SystemExit) as stopped:
-        settings["ssl_context"](None, broken_factory)
+        settings["ssl_context"](types.SimpleNamespace(certfile=str(pem["cert"])), broken_factory)
     assert stopped.value.code == 3
-    assert "certfile" not in gunicorn_settings(serve_config([]))
+    plain = gunicorn_settings(serve_config([]))
+    assert "certfile" not in plain and "ssl_context" in plain  # for a --certfile given to gunicorn itself
 
 
 def test_relative_certificate_paths_are_made_absolute(pem, monkeypatch):
