@@ -9,6 +9,7 @@ import sys
 
 from hookserve import __version__
 from hookserve.config import (
+    ADDRESS_NAMES,
     TOKEN_ENV,
     ModelSpec,
     ServerConfig,
@@ -31,8 +32,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-store", default=None, help="folder holding model archives")
     parser.add_argument("--ts-config", default=None, help="a TorchServe config.properties file")
-    for name in ("inference", "management", "metrics"):
-        parser.add_argument(f"--{name}-address", default=None, type=parse_address, metavar="HOST:PORT")
+    for name in ADDRESS_NAMES:
+        parser.add_argument(
+            f"--{name}-address", dest=f"{name}_address_text", default=None, type=_address_flag, metavar="HOST:PORT"
+        )
+    # TLS: one certificate for every listener (see ServerConfig.check_tls)
+    parser.add_argument("--certfile", default=None, help="PEM certificate (chain): serve TLS on every listener")
+    parser.add_argument("--keyfile", default=None, help="PEM private key of --certfile (if not in that file)")
     parser.add_argument(
         "--workers",
         dest="default_workers_per_model",
@@ -115,6 +121,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foreground", action="store_true", help="accepted for TorchServe compatibility")
 
 
+def _address_flag(text: str) -> str:
+    parse_address(text)  # a bad address is a usage error at once
+    return text
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Defaults < ``--ts-config`` < flags."""
     config = ServerConfig()
@@ -127,9 +138,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             setattr(config, field.name, value)
     if args.models is not None:
         config.models = [ModelSpec.parse(m) for m in args.models]
+    for name in ADDRESS_NAMES:
+        if getattr(args, f"{name}_address_text", None) is not None:
+            config.set_address(name, getattr(args, f"{name}_address_text"))
     config.management_token = config.management_token or os.environ.get(TOKEN_ENV) or None
     config.check_security()
     check_server_settings(config)
+    config.check_tls()
     return config
 
 

@@ -268,6 +268,8 @@ class ModelManager:
         archive = open_archive(path, self.extract_root, model_name=name)
         if handler:
             archive.manifest["model"]["handler"] = handler
+        elif not archive.handler and self.config.default_service_handler:
+            archive.manifest["model"]["handler"] = self.config.default_service_handler  # as TorchServe
         return archive
 
     def load_startup_models(self) -> None:

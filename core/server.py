@@ -7,7 +7,10 @@ after the frontends have finished their in-flight requests.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import subprocess
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -60,7 +63,43 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
         # Operators use the management API; gunicorn's own control socket would also clash
         # between servers sharing a home folder.
         "control_socket_disable": True,
+        **tls_settings(config),
     }
+
+
+TLS_SHUTDOWN_TIMEOUT_S = 2.0
+
+
+def tls_settings(config: ServerConfig) -> dict[str, Any]:
+    """Gunicorn's TLS settings: its certfile/keyfile cover every listener (see ``check_tls``).
+
+    The ``ssl_context`` hook is set even without a certificate here, for a ``--certfile``
+    given to gunicorn itself: gunicorn calls it only when it serves TLS.
+    """
+
+    def ssl_context(conf: Any, default_ssl_context_factory: Any) -> Any:
+        # Called in the frontend worker, in its event loop, just before it creates its servers.
+        # Most clients close without a TLS close_notify, and an idle keep-alive client answers
+        # the server's only when it next reads: the event loop waits its SSL shutdown timeout
+        # (30 s) for it before it reports the connection lost, and a graceful stop waits for
+        # that connection as long. Gunicorn's worker passes no ssl_shutdown_timeout; pass one.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a worker's loop (a test calling the hook)
+            loop = None
+        if loop is not None and not isinstance(loop.create_server, functools.partial):
+            loop.create_server = functools.partial(loop.create_server, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S)
+        try:
+            return default_ssl_context_factory()
+        except Exception as exc:
+            # gunicorn's ASGI worker would log this and serve plain HTTP: stop the server instead
+            print(f"hookserve: cannot serve TLS with {conf.certfile}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None  # gunicorn's WORKER_BOOT_ERROR: the arbiter stops
+
+    settings: dict[str, Any] = {"ssl_context": ssl_context}
+    if config.certfile:
+        settings.update(certfile=config.certfile, keyfile=config.keyfile)
+    return settings
 
 
 class FrontendWorker(ASGIWorker):
