@@ -11,7 +11,6 @@ import subprocess
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gasgi import ASGIWorker
 
 from hookserve.config import ServerConfig
 from hookserve.garbage_collection import settle_heap
@@ -44,7 +43,7 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
         "workers": config.frontend_workers,
-        "worker_class": "hookserve.server.FrontendWorker",
+        "worker_class": "hookserve.frontend_worker.FrontendWorker",
         "proc_name": "hookserve",
         "on_starting": on_starting,
         "on_exit": on_exit,
@@ -61,17 +60,6 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
         # between servers sharing a home folder.
         "control_socket_disable": True,
     }
-
-
-class FrontendWorker(ASGIWorker):
-    """Gunicorn's ASGI worker, closing its listeners as soon as SIGTERM arrives (the stock
-    worker notices its stop flag only at its next once-a-second heartbeat and accepts new
-    connections until then)."""
-
-    def handle_exit_signal(self) -> None:
-        super().handle_exit_signal()
-        for server in self.servers:
-            server.close()
 
 
 class HookserveApplication(BaseApplication):
