@@ -180,6 +180,7 @@ class FrontendProtocol(ASGIProtocol):
         return False
 
     def _send_error_response(self, status, message, extra_headers=()):
+        message = f"{message} ({limit})" if (limit := self._limit_exceeded(status, message)) else message
         body = json.dumps({"code": status, "type": error_type(status), "message": message}).encode()
         try:
             reason = HTTPStatus(status).phrase
@@ -196,6 +197,17 @@ class FrontendProtocol(ASGIProtocol):
         )
         self._safe_write(head.encode("latin-1") + body)
         self._linger_after_error = True
+
+    def _limit_exceeded(self, status: int, message: str) -> str | None:
+        """The gunicorn setting behind a 414 or 431, so the client learns what the bound is."""
+        cfg = self.cfg
+        if status == 414:
+            return f"limit_request_line={cfg.limit_request_line} bytes"
+        if status == 431 and "many" in message.lower():
+            return f"limit_request_fields={cfg.limit_request_fields}"
+        if status == 431:
+            return f"limit_request_field_size={cfg.limit_request_field_size} bytes"
+        return None
 
     def _close_transport(self):
         if self._closed or self.transport is None or self._lingering:

@@ -234,13 +234,15 @@ def assert_json_error(reply, status: int, error_type: str) -> dict:
 
 def test_oversized_header_gets_a_json_431(server):
     reply = raw_exchange(server, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
-    assert_json_error(reply, 431, "RequestHeaderFieldsTooLargeException")
+    error = assert_json_error(reply, 431, "RequestHeaderFieldsTooLargeException")
+    assert "limit_request_field_size=8190" in error["message"]
 
 
 def test_too_many_headers_get_a_json_431(server):
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
     reply = raw_exchange(server, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-    assert_json_error(reply, 431, "RequestHeaderFieldsTooLargeException")
+    error = assert_json_error(reply, 431, "RequestHeaderFieldsTooLargeException")
+    assert "limit_request_fields=100" in error["message"]
 
 
 def test_malformed_request_line_gets_a_json_400(server):
@@ -255,4 +257,5 @@ def test_invalid_header_gets_a_json_400(server):
 
 def test_overlong_request_line_gets_a_json_414(server):
     reply = raw_exchange(server, b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert_json_error(reply, 414, "RequestUriTooLongException")
+    error = assert_json_error(reply, 414, "RequestUriTooLongException")
+    assert "limit_request_line=4094" in error["message"]
