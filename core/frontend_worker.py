@@ -103,9 +103,11 @@ class FrontendProtocol(ASGIProtocol):
         self._feed_http1(data)
 
     def _upgrading(self) -> bool:
-        """The finished request asks for a protocol switch: gunicorn's own path takes its tail."""
+        """The finished request switches to WebSocket: gunicorn's own path takes what follows.
+
+        (An h2c upgrade replaces the parser inside ``_feed_callback_parser`` itself.)"""
         request = self._current_request
-        return request is not None and request.may_upgrade()
+        return request is not None and request.may_upgrade() and self._is_websocket_upgrade(request)
 
     def _feed_http1(self, data) -> None:
         parser = self._callback_parser
