@@ -115,17 +115,24 @@ class FrontendProtocol(ASGIProtocol):
         start = 0
         while start < size:
             end = min(start + FEED_SLICE, size)
-            if not self._feed_callback_parser(data[start:end] if size > FEED_SLICE else data):
-                return  # closed on a parse error
+            fed = self._feed_callback_parser(data[start:end] if size > FEED_SLICE else data)
             start = end
-            if start < size and self._callback_parser is not parser:
-                super().data_received(data[start:])  # h2c took the connection over
+            if self._callback_parser is not parser:
+                # An h2c upgrade took the connection over: the rest goes to its reader.
+                if start < size and not self._closed:
+                    super().data_received(data[start:])
                 return
+            if not fed:
+                return  # closed on a parse error
             if start < size and parser.is_complete and not self._upgrading():
-                self._hold(data[start:])
+                self._hold(memoryview(data)[start:])
                 return
         # gunicorn's read backpressure, as in ASGIProtocol.data_received.
-        if not self._reading_paused and self._callback_parser is not None and self._http1_buffered() > self._max_buffer_size:
+        if (
+            not self._reading_paused
+            and self._callback_parser is not None
+            and self._http1_buffered() > self._max_buffer_size
+        ):
             self._pause_reading()
 
     def _hold(self, data) -> None:
@@ -150,15 +157,21 @@ class FrontendProtocol(ASGIProtocol):
 
     def _replay_held(self) -> None:
         self._replay_scheduled = False
-        if self._closed or self._callback_parser is None:
-            return
-        data = bytes(self._held)
-        self._held.clear()
-        if self._callback_parser.is_complete and not self._upgrading():
-            self._hold(data)  # not reset after all: wait for the next resume
-            return
-        self._feed_http1(data)
-        if not self._held:
+        held = self._held
+        # A slice at a time off the front (cheap for a bytearray), stopping when a message
+        # completes: the rest stays held, and reading paused, until the loop resets the parser.
+        while held and not self._closed and self._callback_parser is not None:
+            parser = self._callback_parser
+            if parser.is_complete and not self._upgrading():
+                return
+            piece = bytes(held[:FEED_SLICE])
+            del held[:FEED_SLICE]
+            if not self._feed_callback_parser(piece) or self._callback_parser is not parser:
+                if held and self._callback_parser is None and self.reader is not None and not self._closed:
+                    self.reader.feed_data(bytes(held))  # an h2c upgrade took the connection over
+                held.clear()
+                return
+        if not held:
             self._maybe_resume_reading()
 
     # -- a reply before the whole body: Connection: close, then a lingering close ---------
@@ -255,7 +268,7 @@ class FrontendProtocol(ASGIProtocol):
     def _linger_check(self) -> None:
         now = self.worker.loop.time()
         idle_until = self._linger_last + LINGER_IDLE
-        if now >= self._linger_deadline or now >= idle_until:
+        if now >= self._linger_deadline or now >= idle_until or not self.worker.alive:
             self._end_linger()
         else:
             self._linger_timer = self.worker.loop.call_later(

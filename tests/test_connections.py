@@ -129,6 +129,23 @@ def test_large_bodies_pipelined_on_one_connection(server):
         assert not failures
 
 
+def test_many_small_requests_pipelined_in_one_write(server):
+    """1000 small requests, about 200 KB, written at once: far more than the 64 KiB the
+    parser keeps behind a finished message."""
+    bodies = [f"{i:08d}".encode() + b"z" * 50 for i in range(1000)]
+    with socket.create_connection(("127.0.0.1", server.ports["inference"]), timeout=60) as sock:
+        replies = sock.makefile("rb")
+        writer = threading.Thread(
+            target=sock.sendall, args=(b"".join(post_request("/predictions/echo", body) for body in bodies),)
+        )
+        writer.start()
+        try:
+            for i, body in enumerate(bodies):
+                assert_echo(read_reply(replies), body, f"pipelined request {i}")
+        finally:
+            writer.join(60)
+
+
 @pytest.mark.parametrize("path", ["/predictions/no-such-model", "/no/such/route"])
 def test_a_reply_before_the_body_leaves_no_desynchronised_stream(server, path):
     """A 404 sent before the 1 MB body has arrived, with a good request pipelined behind it:
@@ -138,9 +155,8 @@ def test_a_reply_before_the_body_leaves_no_desynchronised_stream(server, path):
     good = b"00000042" + b"y" * 200_000
     with socket.create_connection(("127.0.0.1", server.ports["inference"]), timeout=60) as sock:
         replies = sock.makefile("rb")
-        writer = threading.Thread(
-            target=lambda: _send_ignoring_reset(sock, post_request(path, first) + post_request("/predictions/echo", good))
-        )
+        both = post_request(path, first) + post_request("/predictions/echo", good)
+        writer = threading.Thread(target=_send_ignoring_reset, args=(sock, both))
         writer.start()
         try:
             reply = read_reply(replies)
