@@ -209,7 +209,9 @@ class FrontendProtocol(ASGIProtocol):
     # -- a reply before the whole body: Connection: close, then a lingering close ---------
 
     def _will_close(self, request, response_requires_close):
-        if self._close_announced_for is request:
+        if self._close_announced_for is request or self._linger_after_error:
+            # (gunicorn's own 500 for an app that returned without a response says
+            # Connection: close but used to keep the connection.)
             return True
         if super()._will_close(request, response_requires_close):
             return True
