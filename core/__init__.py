@@ -28,7 +28,22 @@ _PUBLIC = {
     "PluginError": "hookserve.errors",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+# a literal list, so linters and IDEs see the names
+__all__ = [
+    "__version__",
+    "Context",
+    "hookimpl",
+    "HookserveError",
+    "ModelNotFound",
+    "BadRequest",
+    "RequestTooLarge",
+    "ServiceUnavailable",
+    "PredictionError",
+    "WorkerDied",
+    "ArchiveError",
+    "ConfigError",
+    "PluginError",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from hookserve.context import Context

@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gasgi import ASGIWorker
 
 from hookserve.config import ServerConfig
 from hookserve.garbage_collection import settle_heap
@@ -47,7 +46,7 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
         "workers": config.frontend_workers,
-        "worker_class": "hookserve.server.FrontendWorker",
+        "worker_class": "hookserve.frontend_worker.FrontendWorker",
         "proc_name": "hookserve",
         "on_starting": on_starting,
         "on_exit": on_exit,
@@ -100,17 +99,6 @@ def tls_settings(config: ServerConfig) -> dict[str, Any]:
     if config.certfile:
         settings.update(certfile=config.certfile, keyfile=config.keyfile)
     return settings
-
-
-class FrontendWorker(ASGIWorker):
-    """Gunicorn's ASGI worker, closing its listeners as soon as SIGTERM arrives (the stock
-    worker notices its stop flag only at its next once-a-second heartbeat and accepts new
-    connections until then)."""
-
-    def handle_exit_signal(self) -> None:
-        super().handle_exit_signal()
-        for server in self.servers:
-            server.close()
 
 
 class HookserveApplication(BaseApplication):

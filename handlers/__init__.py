@@ -17,7 +17,12 @@ _PUBLIC = {
     "TextClassifier": "hookserve.handlers.text_classifier",
 }
 
-__all__ = list(_PUBLIC)
+# a literal list, so linters and IDEs see the names
+__all__ = [
+    "BaseHandler",
+    "ImageClassifier",
+    "TextClassifier",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from hookserve.handlers.base_handler import BaseHandler
