@@ -139,9 +139,7 @@ async def connect_manager(run_dir: str) -> tuple[asyncio.StreamReader, asyncio.S
             raise ServiceUnavailable(describe_manager(status))
         if state in ("starting", "restarting"):
             if waited >= MANAGER_START_WAIT_S:
-                raise ServiceUnavailable(
-                    f"{describe_manager(status)} after {waited:.0f} s of waiting; try again later"
-                )
+                raise ServiceUnavailable(f"{describe_manager(status)} after {waited:.0f} s of waiting; try again later")
         elif waited >= UNREACHABLE_GRACE_S:
             raise ServiceUnavailable(f"the model manager is not reachable ({error.strerror or error})")
         await asyncio.sleep(RETRY_S)
