@@ -1,0 +1,189 @@
+"""The gunicorn master supervises the model manager, with real signals against a real server.
+
+SIGKILL the manager under load: the master starts a new one, which restores this run's
+models and worker counts (here with ``--no-snapshot``: from the run folder's state), no
+process of the old manager survives (its workers die with it), and every request gets
+either its own right answer or a clear 5xx JSON error. A manager that keeps dying stops
+the server with the reason in the log and an exit status that is not 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import torch
+
+from helpers import Server, alive, cmdline, mlp_archive, mlp_expected, parent_pid, wait_for
+
+CLIENTS = 3
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    work = tmp_path_factory.mktemp("supervision")
+    mlp_archive(work)
+    return work / "store"
+
+
+def manager_pid(server: Server) -> int | None:
+    """The master's child that runs ``hookserve.manager``."""
+    for pid in server.pids():
+        if parent_pid(pid) == server.process.pid and "hookserve.manager" in cmdline(pid):
+            return pid
+    return None
+
+
+def manager_family(server: Server) -> list[int]:
+    """Every live process started as (or forked from) a manager of this server's run."""
+    return [pid for pid in server.pids() if "hookserve.manager" in cmdline(pid) and alive(pid)]
+
+
+def describe(server: Server) -> list[dict]:
+    reply = requests.get(server.url("/models/mlp", "management"), timeout=10)
+    reply.raise_for_status()
+    return reply.json()[0]["workers"]
+
+
+class Client(threading.Thread):
+    def __init__(self, server: Server, rows: list, expected: list, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.server, self.rows, self.expected, self.stop = server, rows, expected, stop
+        self.right = 0
+        self.right_after: list[float] = []  # when each right answer came (monotonic)
+        self.errors_5xx: list[dict] = []
+        self.wrong: list[tuple] = []
+
+    def run(self) -> None:
+        url = self.server.url("/predictions/mlp")
+        index = 0
+        with requests.Session() as session:
+            while not self.stop.is_set():
+                index = (index + 1) % len(self.rows)
+                request_id = uuid.uuid4().hex
+                try:
+                    reply = session.post(url, json=self.rows[index], headers={"x-request-id": request_id}, timeout=60)
+                except requests.RequestException as exc:
+                    self.wrong.append(("no answer", repr(exc)))
+                    continue
+                if reply.status_code == 200:
+                    answer = reply.json()
+                    want = self.expected[index]
+                    if (
+                        reply.headers.get("x-request-id") == request_id
+                        and answer["class"] == want["class"]
+                        and answer["scores"] == pytest.approx(want["scores"], abs=1e-4)
+                    ):
+                        self.right += 1
+                        self.right_after.append(time.monotonic())
+                    else:
+                        self.wrong.append(("wrong answer", index, reply.text[:200]))
+                elif reply.status_code >= 500:
+                    body = reply.json()  # a clear error: TorchServe's JSON shape, with a message
+                    if set(body) != {"code", "type", "message"} or body["code"] != reply.status_code:
+                        self.wrong.append(("unclear error", reply.status_code, reply.text[:200]))
+                    else:
+                        self.errors_5xx.append(body)
+                else:
+                    self.wrong.append(("status", reply.status_code, reply.text[:200]))
+
+
+def test_manager_killed_under_load_is_restarted_with_its_models(store, tmp_path):
+    generator = torch.Generator().manual_seed(7)
+    rows = (torch.rand(300, 64, generator=generator) * 2 - 1).tolist()
+    expected = mlp_expected(rows)
+    server = Server(
+        [
+            "--model-store",
+            str(store),
+            "--no-snapshot",
+            "--models",
+            "mlp=mlp.mar",
+            "--workers",
+            "2",
+            "--batch-size",
+            "4",
+        ],
+        tmp_path,
+    ).start()
+    stop = threading.Event()
+    clients = [Client(server, rows, expected, stop) for _ in range(CLIENTS)]
+    try:
+        server.wait_healthy()
+        # a management change the restart must keep: 3 workers, where --workers said 2
+        scaled = requests.put(
+            server.url("/models/mlp", "management"), params={"min_worker": "3", "synchronous": "true"}, timeout=60
+        )
+        assert scaled.status_code == 200, scaled.text
+        old_manager = manager_pid(server)
+        old_family = manager_family(server)
+        old_workers = {w["pid"] for w in describe(server)}
+        assert old_manager and len(old_workers) == 3 and old_workers <= set(old_family)
+
+        for client in clients:
+            client.start()
+        wait_for(lambda: sum(c.right for c in clients) > 30, timeout=30, what="load running")
+        os.kill(old_manager, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def serving_again() -> bool:
+            reply = requests.get(server.url("/ping"), timeout=10)
+            if reply.status_code != 200:
+                return False
+            workers = describe(server)
+            return len(workers) == 3 and all(w["status"] == "READY" and w["pid"] not in old_workers for w in workers)
+
+        wait_for(serving_again, timeout=30, interval=0.05, what="serving again after the manager was killed")
+        recovered_s = time.monotonic() - killed_at
+        time.sleep(1.0)  # load on the new workers
+        stop.set()
+        for client in clients:
+            client.join(70)
+
+        # no process of the old manager's family survives it
+        wait_for(lambda: not any(alive(pid) for pid in old_family), timeout=10, what="old manager's workers gone")
+        new_manager = manager_pid(server)
+        assert new_manager and new_manager != old_manager
+        assert sorted(manager_family(server)) == sorted([new_manager, *(w["pid"] for w in describe(server))])
+
+        wrong = [w for c in clients for w in c.wrong]
+        assert wrong == [], wrong
+        answered_after = [t for c in clients for t in c.right_after if t > killed_at + recovered_s]
+        assert answered_after, "no right answer after the recovery"
+        errors = [e for c in clients for e in c.errors_5xx]
+        print(f"recovered in {recovered_s:.2f} s; {sum(c.right for c in clients)} right answers, 5xx: {errors}")
+        assert f"the model manager (pid {old_manager}) died (signal SIGKILL)" in server.log()
+    finally:
+        stop.set()
+        server.stop()
+    assert not any(alive(pid) for pid in server.pids())
+
+
+def test_a_manager_that_keeps_dying_stops_the_server_with_the_reason(store, tmp_path):
+    server = Server(
+        ["--model-store", str(store), "--no-snapshot", "--models", "mlp=mlp.mar", "--workers", "1"], tmp_path
+    )
+    server.start()
+    try:
+        server.wait_healthy()
+        killed: list[int] = []
+        deadline = time.monotonic() + 60
+        while server.process.poll() is None and time.monotonic() < deadline:
+            pid = manager_pid(server)
+            if pid and pid not in killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.01)
+        assert server.process.wait(30) != 0
+        assert len(killed) == 4, killed  # the first death and three restarts within the window
+        log = server.log()
+        assert "the model manager died 4 times within 60 s" in log, log
+        assert "stopping the server so that its supervisor can restart it" in log
+        wait_for(lambda: not [p for p in server.pids() if alive(p)], timeout=15, what="every process gone")
+    finally:
+        server.kill_group()
