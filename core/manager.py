@@ -767,6 +767,8 @@ class ModelManager:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         kill_leftover_workers(self.run_dir)
+        for stale in self.run_dir.glob("w*.sock"):  # a previous manager's worker sockets
+            stale.unlink(missing_ok=True)
         self.listen()
         self.load_startup_models()
         while not self.stopping:

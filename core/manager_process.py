@@ -167,11 +167,18 @@ def supervise(arbiter: object, supervisor: ManagerSupervisor) -> None:
     Gunicorn has no per-turn hook and reaps every child with ``waitpid(-1)``; the arbiter's
     own ``reap_workers`` and ``manage_workers`` (run on SIGCHLD and on every turn of the
     loop, at least once a second) are wrapped on this arbiter instance, as gunicorn itself
-    reaps its dirty arbiter before ``reap_workers`` runs.
+    reaps its dirty arbiter before ``reap_workers`` runs. ``stop`` is wrapped so that a
+    manager exiting while the server stops is not restarted.
     """
     supervisor.log = getattr(arbiter, "log", log)
     reap_workers = arbiter.reap_workers  # type: ignore[attr-defined]
     manage_workers = arbiter.manage_workers  # type: ignore[attr-defined]
+    stop = arbiter.stop  # type: ignore[attr-defined]
+
+    def stop_without_restarts(graceful: bool = True) -> None:
+        # the server is stopping: a manager that exits now (Ctrl-C reaches it too) is not a death
+        supervisor.stopping = True
+        stop(graceful)
 
     def reap_manager_then_workers() -> None:
         supervisor.reap()
@@ -183,3 +190,4 @@ def supervise(arbiter: object, supervisor: ManagerSupervisor) -> None:
 
     arbiter.reap_workers = reap_manager_then_workers  # type: ignore[attr-defined]
     arbiter.manage_workers = manage_manager_and_workers  # type: ignore[attr-defined]
+    arbiter.stop = stop_without_restarts  # type: ignore[attr-defined]
