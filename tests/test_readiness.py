@@ -6,6 +6,8 @@ the model that is short and counts a start-up model that failed to load.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import time
@@ -210,3 +212,99 @@ def test_ping_follows_the_default_versions_minimum_workers(store, tmp_path):
         if marker.exists():
             marker.unlink()
         server.stop()
+
+
+# --- the rule and the waits, on a run folder written by hand (no server) ----------------------
+
+
+def write_routes(run_dir: Path, models: dict, failed: dict | None = None, state: str = "ready", **manager) -> None:
+    routes = {"models": models, "failed": failed or {}, "manager": {"state": state, **manager}}
+    (run_dir / "routes.json").write_text(json.dumps(routes))
+
+
+def version(min_workers: int, *states: str) -> dict:
+    workers = [{"id": f"w{i}", "pid": 0, "state": s, "socket": f"/nowhere/{i}.sock"} for i, s in enumerate(states)]
+    return {"min_workers": min_workers, "response_timeout_s": 1, "workers": workers}
+
+
+def test_health_rule_counts_ready_workers_of_default_versions(tmp_path):
+    from hookserve.model_client import ModelClient
+
+    client = ModelClient(str(tmp_path))
+    assert client.health() == (False, ["the model manager has not started"])
+    write_routes(tmp_path, {}, state="starting")
+    client.refresh(force=True)
+    assert client.health() == (False, ["the model manager is still starting"])
+    write_routes(tmp_path, {})
+    client.refresh(force=True)
+    assert client.health() == (True, [])
+    models = {
+        # the default version is short; version 2.0 (not the default) does not count
+        "a": {"default": "1.0", "versions": {"1.0": version(2, "READY", "STARTING"), "2.0": version(1, "DEAD")}},
+        "b": {"default": "1.0", "versions": {"1.0": version(0)}},  # no worker wanted: fine
+        "c": {"default": "3", "versions": {"3": version(1, "READY", "READY")}},  # more than enough
+    }
+    write_routes(tmp_path, models, failed={"bad": "ArchiveError: no MANIFEST.json"})
+    client.refresh(force=True)
+    assert client.health() == (
+        False,
+        ["a/1.0: 1 of 2 workers ready", "bad: failed to load at start-up: ArchiveError: no MANIFEST.json"],
+    )
+    write_routes(tmp_path, models, state="restarting", reason="the previous manager died (signal SIGKILL)")
+    client.refresh(force=True)
+    assert client.health() == (
+        False,
+        ["the model manager is restarting: the previous manager died (signal SIGKILL)"],
+    )
+
+
+@pytest.mark.parametrize(
+    "state, bound, message",
+    [
+        ("starting", "MANAGER_START_WAIT_S", "the model manager is still starting after 0 s of waiting"),
+        ("restarting", "MANAGER_START_WAIT_S", "the model manager is restarting: it died after 0 s of waiting"),
+        ("ready", "UNREACHABLE_GRACE_S", "the model manager is not reachable (No such file or directory)"),
+        ("stopped", "UNREACHABLE_GRACE_S", "the model manager has stopped: it died"),
+    ],
+)
+def test_a_call_waits_for_a_starting_manager_then_says_why(tmp_path, monkeypatch, state, bound, message):
+    from hookserve import control
+    from hookserve.errors import ServiceUnavailable
+
+    monkeypatch.setattr(control, bound, 0.3)
+    write_routes(tmp_path, {}, state=state, reason="it died")
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as raised:
+        asyncio.run(control.call_manager(str(tmp_path), {"op": "noop"}))
+    waited = time.monotonic() - started
+    assert raised.value.message.startswith(message), raised.value.message
+    assert raised.value.code == 503
+    assert waited < 0.2 if state == "stopped" else waited >= 0.3
+
+
+def test_a_call_made_while_starting_is_answered_once_the_manager_listens(tmp_path):
+    """The wait ends as soon as the control socket listens: the call then gets its answer."""
+    from hookserve import control
+
+    write_routes(tmp_path, {}, state="starting")
+
+    async def manager_later() -> None:
+        await asyncio.sleep(0.3)
+
+        async def answer(reader, writer):
+            await reader.readline()
+            writer.write(b'{"status": 200, "body": {"status": "ok"}}\n')
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_unix_server(answer, str(tmp_path / control.CONTROL_SOCKET))
+        await asyncio.sleep(1)
+        server.close()
+
+    async def both():
+        later = asyncio.ensure_future(manager_later())
+        reply = await control.call_manager(str(tmp_path), {"op": "noop"})
+        await later
+        return reply
+
+    assert asyncio.run(both()) == (200, {"status": "ok"})
