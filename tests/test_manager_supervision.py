@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,7 +21,18 @@ import pytest
 import requests
 import torch
 
-from helpers import Server, alive, cmdline, mlp_archive, mlp_expected, parent_pid, wait_for
+from helpers import (
+    Server,
+    alive,
+    cmdline,
+    free_port,
+    mlp_archive,
+    mlp_expected,
+    parent_pid,
+    process_group_pids,
+    wait_for,
+    wait_ping,
+)
 
 CLIENTS = 3
 
@@ -187,3 +200,43 @@ def test_a_manager_that_keeps_dying_stops_the_server_with_the_reason(store, tmp_
         wait_for(lambda: not [p for p in server.pids() if alive(p)], timeout=15, what="every process gone")
     finally:
         server.kill_group()
+
+
+def test_plain_gunicorn_restarts_the_manager_too(store, tmp_path):
+    """With ``gunicorn -c python:hookserve.gunicorn_conf`` (gunicorn's own arbiter), too."""
+    port = free_port()
+    args = (
+        f"--ncs --model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
+        f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}"
+    )
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
+            env=dict(os.environ, HOOKSERVE_ARGS=args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ping(url, process, log_path)
+
+        def manager() -> int | None:
+            found = [
+                p
+                for p in process_group_pids(process.pid)
+                if parent_pid(p) == process.pid and "hookserve.manager" in cmdline(p)
+            ]
+            return found[0] if found else None
+
+        old = manager()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: manager() not in (None, old), timeout=10, what="a new manager")
+        wait_ping(url, process, log_path)
+        reply = requests.post(f"{url}/predictions/mlp", json=[0.5] * 64, timeout=30)
+        assert reply.status_code == 200 and "class" in reply.json(), reply.text
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(30)
+    wait_for(lambda: not [p for p in process_group_pids(process.pid) if alive(p)], timeout=10, what="all stopped")
