@@ -96,6 +96,8 @@ class ModelVersion:
     error: str | None = None
     waiters: list[Waiter] = field(default_factory=list)
     owns_model_dir: bool = True
+    # taken over from a manager that died: a failure to load it again is reported, not dropped
+    recovered: bool = False
 
     @property
     def name(self) -> str:
@@ -242,6 +244,7 @@ class ModelManager:
                 sources = [(spec.name, spec.source)]
             for name, source in sources:
                 self.load_startup_model(source, name, restored)
+        self.ready_since = time.time()
         self.changed(snapshot=False)
 
     def recover(self) -> bool:
@@ -257,7 +260,8 @@ class ModelManager:
             return False
         log.warning("restarting after a manager that died: restoring %d model(s) of this run", len(state["models"]))
         self.failed.update(state.get("failed", {}))
-        self.restore(state["models"])
+        self.restore(state["models"], recovered=True)
+        self.ready_since = time.time()
         self.changed(snapshot=False)
         return True
 
@@ -288,8 +292,10 @@ class ModelManager:
         self.restore(snapshot)
         return set(snapshot)
 
-    def restore(self, models: dict) -> None:
-        """Register saved models (snapshot or run state), with their versions, defaults and workers."""
+    def restore(self, models: dict, recovered: bool = False) -> None:
+        """Register saved models (snapshot, or this run's state when ``recovered``), with their
+        versions, defaults and workers. From a snapshot every model counts as loaded at start-up;
+        a recovered one keeps what it was."""
         for name, entry in models.items():
             for number, saved in entry["versions"].items():
                 try:
@@ -298,13 +304,14 @@ class ModelManager:
                     log.error("snapshot model %s version %s not restored: %s", name, number, exc.message)
                     self.failed[name] = exc.message
                     continue
-                self.add_version(
+                version = self.add_version(
                     archive,
                     saved["url"],
                     dict(saved["settings"]),
-                    at_startup=saved.get("loaded_at_startup", True),
+                    at_startup=saved.get("loaded_at_startup", True) if recovered else True,
                     workers=saved["settings"]["min_workers"],
                 )
+                version.recovered = recovered
             if entry.get("default") in self.models.get(name, {}):
                 self.defaults[name] = entry["default"]
 
@@ -606,7 +613,7 @@ class ModelManager:
         error = ManagementError(
             500, "InternalServerException", f"Failed to load model {version.name} version {version.version}: {reason}"
         )
-        if version.loaded_at_startup:
+        if version.loaded_at_startup or version.recovered:
             self.failed[version.name] = reason
         waiters, version.waiters = version.waiters, []
         if self.models.get(version.name, {}).get(version.version) is version:
