@@ -30,6 +30,7 @@ from helpers import (
     mlp_expected,
     parent_pid,
     process_group_pids,
+    scale_archive,
     wait_for,
     wait_ping,
 )
@@ -41,6 +42,8 @@ CLIENTS = 3
 def store(tmp_path_factory):
     work = tmp_path_factory.mktemp("supervision")
     mlp_archive(work)
+    scale_archive(work, "2.0", 10.0, "ver-2")  # first: both are packed as ver.mar
+    scale_archive(work, "1.0", 1.0, "ver")
     return work / "store"
 
 
@@ -240,3 +243,43 @@ def test_plain_gunicorn_restarts_the_manager_too(store, tmp_path):
         os.kill(process.pid, signal.SIGTERM)
         process.wait(30)
     wait_for(lambda: not [p for p in process_group_pids(process.pid) if alive(p)], timeout=10, what="all stopped")
+
+
+def test_versions_defaults_and_worker_counts_survive_a_manager_restart(store, tmp_path):
+    """With the snapshot on this time; /ping says the manager is restarting meanwhile."""
+    server = Server(["--model-store", str(store)], tmp_path).start()
+    mgmt = server.url("/models", "management")
+    try:
+        server.wait_healthy()
+        for url in ("ver.mar", "ver-2.mar"):
+            reply = requests.post(mgmt, params={"url": url, "initial_workers": "1"}, timeout=60)
+            assert reply.status_code == 200, reply.text
+        assert requests.put(f"{mgmt}/ver/2.0/set-default", timeout=30).status_code == 200
+        reply = requests.put(f"{mgmt}/ver/1.0", params={"min_worker": "2", "synchronous": "true"}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        before = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}
+        old_family = manager_family(server)
+
+        os.kill(manager_pid(server), signal.SIGKILL)
+
+        def restarting():
+            reply = requests.get(server.url("/ping"), timeout=10)
+            problems = reply.json().get("problems", [])
+            return reply.status_code == 500 and problems and problems[0].startswith("the model manager is restarting")
+
+        # the new manager needs a second or more (it imports torch): /ping says why it is not healthy
+        wait_for(restarting, timeout=10, what="/ping saying the manager restarts")
+        wait_for(lambda: requests.get(server.url("/ping"), timeout=10).status_code == 200, timeout=30, what="healthy")
+        after = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}
+        assert sorted(after) == ["1.0", "2.0"]
+        for number in after:
+            assert after[number]["minWorkers"] == before[number]["minWorkers"]
+            assert [w["status"] for w in after[number]["workers"]] == ["READY"] * before[number]["minWorkers"]
+            assert not {w["pid"] for w in after[number]["workers"]} & {w["pid"] for w in before[number]["workers"]}
+        assert after["1.0"]["minWorkers"] == 2
+        # the default is still 2.0: its answer is 10 * x
+        reply = requests.post(server.url("/predictions/ver"), data="3", timeout=30)
+        assert reply.status_code == 200 and reply.json()["version"] == "2.0" and reply.json()["y"] == 30.0, reply.text
+        assert not any(alive(pid) for pid in old_family)
+    finally:
+        server.stop()
