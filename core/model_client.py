@@ -354,9 +354,12 @@ class ModelClient:
 
     def health(self) -> tuple[bool, list[str]]:
         """TorchServe 0.12's ``/ping`` rule (``ApiUtils.isModelHealthy``): healthy when the
-        default version of every model has at least its ``minWorkers`` ready; other versions
-        do not count. Beyond it: never healthy before the manager can take a registration
-        (or while it restarts), and a start-up model that failed to load counts as short.
+        default version of every model has at least its ``minWorkers`` workers; other versions
+        do not count. Where TorchServe counts a worker that is loading, or restarting within
+        ``maxRetryTimeoutInSec`` (``WorkerThread.isHealthy``), only READY workers count here,
+        so ``/ping`` is a readiness check. Beyond the rule: never healthy before the manager
+        can take a registration (or while it restarts), and a start-up model that failed to
+        load counts as short.
 
         Returns ``(healthy, problems)``, one line per shortfall, e.g.
         ``"mlp/1.0: 0 of 2 workers ready"``.
