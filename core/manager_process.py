@@ -34,6 +34,10 @@ ROUTES_FILE = "routes.json"
 # the server stops, with the reason in its log, so that a process supervisor restarts it.
 MAX_MANAGER_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
+# The first death is answered at once (the registry is back within the manager's start-up
+# time); deaths that follow it within the window wait 1 s, then 2 s (the master loop wakes at
+# least once a second), which also keeps a manager that cannot start from spinning.
+RESTART_DELAYS_S = (0.0, 1.0, 2.0)
 # gunicorn's own exit status for a worker that cannot boot; a supervisor treats it as a failure
 MANAGER_FAILED_EXIT_STATUS = 3
 
@@ -81,8 +85,11 @@ def mark_manager(run_dir: str, state: str, reason: str | None = None) -> None:
                 worker["state"] = "LOST"
     routes["manager"] = {"state": state, "since": time.time(), "reason": reason}
     tmp = path.with_name(f".{ROUTES_FILE}.master.tmp")
-    tmp.write_bytes(orjson.dumps(routes))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(orjson.dumps(routes))
+        os.replace(tmp, path)
+    except OSError as exc:  # the master loop must go on: frontends then see the old routes
+        log.error("cannot mark the model manager %s in %s: %s", state, path, exc)
 
 
 class ManagerSupervisor:
@@ -99,6 +106,7 @@ class ManagerSupervisor:
         self.manager = manager
         self.deaths: list[float] = []
         self.restart_due = False
+        self.restart_at = 0.0
         self.stopping = False
         self.restarts = 0
         self.log = log  # gunicorn's error log once supervise() runs
@@ -126,6 +134,7 @@ class ManagerSupervisor:
         self.log.error("the model manager (pid %d) died (%s)", self.manager.pid, how)
         mark_manager(self.config.run_dir, "restarting", reason=f"the previous manager died ({how})")
         self.restart_due = True
+        self.restart_at = now + RESTART_DELAYS_S[min(len(self.deaths), len(RESTART_DELAYS_S)) - 1]
 
     def tick(self) -> None:
         if self.stopping:
@@ -133,7 +142,6 @@ class ManagerSupervisor:
         self.reap()
         if not self.restart_due:
             return
-        self.restart_due = False
         if len(self.deaths) > MAX_MANAGER_RESTARTS:
             reason = (
                 f"the model manager died {len(self.deaths)} times within {RESTART_WINDOW_S:g} s "
@@ -144,6 +152,9 @@ class ManagerSupervisor:
             from gunicorn.errors import HaltServer
 
             raise HaltServer(reason, MANAGER_FAILED_EXIT_STATUS)
+        if time.monotonic() < self.restart_at:
+            return
+        self.restart_due = False
         self.manager = spawn_manager(self.config)
         self.restarts += 1
         self.log.warning("the model manager restarted as pid %d (restart %d)", self.manager.pid, self.restarts)

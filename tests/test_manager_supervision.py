@@ -30,6 +30,7 @@ from helpers import (
     mlp_expected,
     parent_pid,
     process_group_pids,
+    pythonpath,
     scale_archive,
     wait_for,
     wait_ping,
@@ -283,3 +284,27 @@ def test_versions_defaults_and_worker_counts_survive_a_manager_restart(store, tm
         assert not any(alive(pid) for pid in old_family)
     finally:
         server.stop()
+
+
+def test_a_manager_that_cannot_start_stops_the_server(store, tmp_path):
+    """Every manager dies as it starts (a ``sitecustomize`` that exits in the manager process):
+    the master tries three more times, then stops the server, saying why."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os\nif b'hookserve.manager' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n"
+        "    os._exit(7)\n"
+    )
+    server = Server(
+        ["--model-store", str(store), "--no-snapshot", "--models", "mlp=mlp.mar"],
+        tmp_path,
+        env={"PYTHONPATH": pythonpath(site)},
+    ).start()
+    try:
+        assert server.process.wait(60) == 3
+        log = server.log()
+        assert log.count("died (exit code 7)") == 4, log
+        assert "the model manager died 4 times within 60 s" in log, log
+        wait_for(lambda: not [p for p in server.pids() if alive(p)], timeout=15, what="every process gone")
+    finally:
+        server.kill_group()
