@@ -19,6 +19,7 @@ folder first kills whatever worker of its predecessor is still there.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
@@ -836,18 +837,17 @@ class ModelManager:
         log.info("all model workers stopped")
 
 
+PR_SET_PDEATHSIG = 1
+# loaded once in the manager, not in every forked worker
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def die_with_parent(parent: int) -> None:
     """In a forked worker: be killed when the manager dies, whichever way it dies."""
-    if sys.platform == "linux":
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(1)
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def kill_leftover_workers(run_dir: Path) -> list[int]:

@@ -308,3 +308,50 @@ def test_a_manager_that_cannot_start_stops_the_server(store, tmp_path):
         wait_for(lambda: not [p for p in server.pids() if alive(p)], timeout=15, what="every process gone")
     finally:
         server.kill_group()
+
+
+# --- the two ways a dead manager's workers go, each on its own ----------------------------
+
+
+def test_a_forked_worker_dies_with_its_manager(tmp_path):
+    """``die_with_parent`` (PR_SET_PDEATHSIG) in the child of a process that is SIGKILLed."""
+    from hookserve.manager import die_with_parent
+
+    child_pid_file = tmp_path / "child"
+    middle = os.fork()
+    if middle == 0:  # the "manager"
+        try:
+            parent = os.getpid()
+            child = os.fork()
+            if child == 0:  # the "worker"
+                die_with_parent(parent)
+                time.sleep(60)
+                os._exit(0)
+            child_pid_file.write_text(str(child))
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    child = int(wait_for(lambda: child_pid_file.exists() and child_pid_file.read_text(), what="the worker"))
+    time.sleep(0.2)  # the worker has set its death signal (or sees its parent gone and exits)
+    os.kill(middle, signal.SIGKILL)
+    os.waitpid(middle, 0)
+    wait_for(lambda: not alive(child), timeout=10, what="the worker gone with its manager")
+
+
+def test_a_new_manager_kills_what_its_predecessor_left(tmp_path):
+    from hookserve.manager import kill_leftover_workers
+
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "hookserve.manager"]
+    leftover = subprocess.Popen([*sleeper, str(run_dir), "1"])
+    unrelated = subprocess.Popen([*sleeper, str(other), "1"])
+    try:
+        wait_for(lambda: str(run_dir) in cmdline(leftover.pid) and str(other) in cmdline(unrelated.pid))
+        assert kill_leftover_workers(run_dir) == [leftover.pid]
+        assert leftover.wait(10) == -signal.SIGKILL
+        assert unrelated.poll() is None
+    finally:
+        leftover.kill()
+        unrelated.kill()
+        leftover.wait()
+        unrelated.wait()
