@@ -8,12 +8,18 @@ ever initialised inside a worker.
 The manager is single-threaded (forking from a threaded process is unsafe): one selector
 loop watches the workers' status pipes and the control socket, reaps exited workers,
 restarts crashed ones with back-off and retires drained ones. It publishes what frontends
-need in ``RUN_DIR/routes.json`` (replaced atomically) and, after every management change,
-the snapshot a restarted server restores.
+need in ``RUN_DIR/routes.json`` (replaced atomically; first once its control socket listens
+and its start-up models are registered, marked ``ready``) and, after every management
+change, the snapshot a restarted server restores plus ``RUN_DIR/state.json``, the same
+registry for a manager that the master restarts within this run (see ``recover``).
+
+Model workers die with their manager (``PR_SET_PDEATHSIG``); a manager restarted in a run
+folder first kills whatever worker of its predecessor is still there.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
@@ -46,7 +52,7 @@ from hookserve.limits import (
 from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
-from hookserve.snapshot import read_snapshot, write_snapshot
+from hookserve.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
 from hookserve.worker import WorkerSpec, start_worker
 
 log = logging.getLogger("hookserve.manager")
@@ -108,6 +114,8 @@ class ModelVersion:
     error: str | None = None
     waiters: list[Waiter] = field(default_factory=list)
     owns_model_dir: bool = True
+    # taken over from a manager that died: a failure to load it again is reported, not dropped
+    recovered: bool = False
 
     @property
     def name(self) -> str:
@@ -191,8 +199,10 @@ class ModelManager:
         self.bounds = WorkerBounds.from_config(config, self.gpu_count)
         self.stopping = False
         self.parent_pid = parent_pid
+        self.parent_manager_pid = os.getpid()
         self._socket_counter = 0
         self._routes_dirty = True
+        self.ready_since = time.time()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
     # --- registry --------------------------------------------------------------------
@@ -218,6 +228,7 @@ class ModelManager:
         version = ModelVersion(archive, url, settings, loaded_at_startup=at_startup)
         version.owns_model_dir = Path(archive.model_dir).is_relative_to(self.extract_root)
         self.models.setdefault(archive.name, {})[archive.version] = version
+        self.failed.pop(archive.name, None)  # loaded again under that name: no longer a failure
         self.defaults.setdefault(archive.name, archive.version)
         version.settings["min_workers"] = workers
         version.settings["max_workers"] = max(version.settings["max_workers"], workers)
@@ -273,7 +284,11 @@ class ModelManager:
         return archive
 
     def load_startup_models(self) -> None:
-        self.extract_root.mkdir(exist_ok=True)
+        # a previous manager of this run may have left extracted archives: none is in use now
+        shutil.rmtree(self.extract_root, ignore_errors=True)
+        self.extract_root.mkdir()
+        if self.recover():
+            return
         restored = self.restore_snapshot()
         store = Path(self.config.model_store) if self.config.model_store else None
         for spec in self.config.models:
@@ -283,7 +298,26 @@ class ModelManager:
                 sources = [(spec.name, spec.source)]
             for name, source in sources:
                 self.load_startup_model(source, name, restored)
-        self.publish()
+        self.ready_since = time.time()
+        self.changed(snapshot=False)
+
+    def recover(self) -> bool:
+        """Take over the registry of a manager that died in this run folder, if there was one.
+
+        The run state (``RUN_DIR/state.json``) is this run's registry as last changed,
+        written whether or not the snapshot is enabled: ``--no-snapshot`` is about what a
+        new server starts with, not about a running server forgetting its models. Start-up
+        models that failed stay reported as failed; they are not tried again.
+        """
+        state = read_run_state(self.run_dir)
+        if state is None:
+            return False
+        log.warning("restarting after a manager that died: restoring %d model(s) of this run", len(state["models"]))
+        self.failed.update(state.get("failed", {}))
+        self.restore(state["models"], recovered=True)
+        self.ready_since = time.time()
+        self.changed(snapshot=False)
+        return True
 
     def load_startup_model(self, source: str, name: str | None, restored: set[str]) -> None:
         try:
@@ -316,7 +350,14 @@ class ModelManager:
         if not snapshot:
             return set()
         log.info("restoring %d model(s) from the snapshot in %s", len(snapshot), folder)
-        for name, entry in snapshot.items():
+        self.restore(snapshot)
+        return set(snapshot)
+
+    def restore(self, models: dict, recovered: bool = False) -> None:
+        """Register saved models (snapshot, or this run's state when ``recovered``), with their
+        versions, defaults and workers. From a snapshot every model counts as loaded at start-up;
+        a recovered one keeps what it was."""
+        for name, entry in models.items():
             for number, saved in entry["versions"].items():
                 try:
                     archive = self.open_model(saved["url"], name, saved.get("handler"), trusted=True)
@@ -325,10 +366,16 @@ class ModelManager:
                     self.failed[name] = exc.message
                     continue
                 workers = self.bounded_restore(name, number, saved["settings"]["min_workers"])
-                self.add_version(archive, saved["url"], dict(saved["settings"]), at_startup=True, workers=workers)
+                version = self.add_version(
+                    archive,
+                    saved["url"],
+                    dict(saved["settings"]),
+                    at_startup=saved.get("loaded_at_startup", True) if recovered else True,
+                    workers=workers,
+                )
+                version.recovered = recovered
             if entry.get("default") in self.models.get(name, {}):
                 self.defaults[name] = entry["default"]
-        return set(snapshot)
 
     def bounded_restore(self, name: str, number: str, saved: int) -> int:
         """A snapshot's worker count, cut to the worker bounds: a snapshot written before
@@ -430,6 +477,13 @@ class ModelManager:
         )
 
     def op_unregister(self, conn: ControlServerSide, message: dict) -> None:
+        name = message["model"]
+        if name in self.failed and name not in self.models:
+            # a start-up model that failed to load: forgetting it is how /ping stops reporting it
+            del self.failed[name]
+            self.changed()
+            conn.answer(200, {"status": f'Model "{name}" unregistered'})
+            return
         version = self.find(message["model"], message.get("version"))
         if self.defaults[version.name] == version.version and len(self.models[version.name]) > 1:
             raise ManagementError(
@@ -516,10 +570,15 @@ class ModelManager:
         )
         return ManagementError(500, "InternalServerException", "; ".join(parts))
 
-    def changed(self) -> None:
-        """A management change: routes now (before the caller is answered), snapshot after."""
+    def changed(self, snapshot: bool = True) -> None:
+        """A management change: routes now (before the caller is answered), then the run
+        state and (unless told not to, or disabled) the snapshot."""
         self.publish()
-        folder = self.config.snapshot_folder()
+        try:
+            write_run_state(self.run_dir, self.snapshot(), self.failed)
+        except OSError as exc:
+            log.error("cannot write the run state in %s: %s", self.run_dir, exc)
+        folder = self.config.snapshot_folder() if snapshot else None
         if folder is not None:
             try:
                 write_snapshot(folder, self.snapshot())
@@ -532,7 +591,12 @@ class ModelManager:
             name: {
                 "default": self.defaults[name],
                 "versions": {
-                    number: {"url": v.url, "handler": v.archive.handler, "settings": v.settings}
+                    number: {
+                        "url": v.url,
+                        "handler": v.archive.handler,
+                        "settings": v.settings,
+                        "loaded_at_startup": v.loaded_at_startup,
+                    }
                     for number, v in versions.items()
                 },
             }
@@ -581,7 +645,8 @@ class ModelManager:
             id=f"{version.name}-{version.version}-{index}",
             index=index,
             device=device,
-            socket_path=str(self.run_dir / f"w{self._socket_counter}.sock"),
+            # named by manager too: a restarted manager's workers never reuse a dead one's path
+            socket_path=str(self.run_dir / f"w{os.getpid()}-{self._socket_counter}.sock"),
         )
 
     def spawn(self, version: ModelVersion, worker: Worker) -> None:
@@ -613,6 +678,7 @@ class ModelManager:
         """In the forked child: drop the manager's state, run the worker, never return."""
         code = 0
         try:
+            die_with_parent(self.parent_manager_pid)
             self.selector.close()
             self.control.close()
             for _, key in list(self._status_fds()):
@@ -678,7 +744,7 @@ class ModelManager:
         error = ManagementError(
             500, "InternalServerException", f"Failed to load model {version.name} version {version.version}: {reason}"
         )
-        if version.loaded_at_startup:
+        if version.loaded_at_startup or version.recovered:
             self.failed[version.name] = reason
         waiters, version.waiters = version.waiters, []
         if self.models.get(version.name, {}).get(version.version) is version:
@@ -794,7 +860,8 @@ class ModelManager:
                 "default": self.defaults[name],
                 "versions": {number: self._route(v) for number, v in versions.items()},
             }
-        return {"models": models, "failed": self.failed}
+        manager = {"state": "ready", "pid": os.getpid(), "since": self.ready_since}
+        return {"models": models, "failed": self.failed, "manager": manager}
 
     @staticmethod
     def _route(v: ModelVersion) -> dict:
@@ -839,6 +906,9 @@ class ModelManager:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        kill_leftover_workers(self.run_dir)
+        for stale in self.run_dir.glob("w*.sock"):  # a previous manager's worker sockets
+            stale.unlink(missing_ok=True)
         self.listen()
         self.load_startup_models()
         while not self.stopping:
@@ -909,6 +979,49 @@ def worker_count(parameter: str, value: object) -> int:
     if count < 0:
         raise ManagementError(400, "BadRequestException", f"Parameter {parameter}={count} must not be negative")
     return count
+
+
+PR_SET_PDEATHSIG = 1
+# loaded once in the manager, not in every forked worker
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked worker: be killed when the manager dies, whichever way it dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def kill_leftover_workers(run_dir: Path) -> list[int]:
+    """SIGKILL the processes of a previous manager of this run folder that still live.
+
+    Its workers were forked from it, so they carry its command line
+    (``python -m hookserve.manager RUN_DIR MASTER_PID``), which names this run folder.
+    """
+    me, mine = os.getpid(), os.getuid()
+    needle = os.fsencode(str(run_dir))
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != mine:
+                continue
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hookserve.manager" in args and needle in args:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    if killed:
+        log.warning("killed %d process(es) left by the previous manager: %s", len(killed), killed)
+    return killed
 
 
 def describe_exit(status: int) -> str:

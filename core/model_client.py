@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from hookserve.busy_poll import BusyPoll
-from hookserve.control import call_manager
+from hookserve.control import MANAGER_START_WAIT_S, call_manager, describe_manager
 from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
 from hookserve.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
@@ -209,7 +209,7 @@ class ModelClient:
     def __init__(self, run_dir: str, job_queue_size: int = 100, busy_poll_s: float = 0.0):
         self.run_dir = run_dir
         self.routes_path = Path(run_dir) / ROUTES_FILE
-        self.routes: dict = {"models": {}, "failed": {}}
+        self.routes: dict = {"models": {}, "failed": {}, "manager": {}}
         self._stamp: tuple[int, int, int] | None = None
         self.connections: dict[str, WorkerConnection] = {}
         self.job_queue_size = job_queue_size
@@ -262,6 +262,28 @@ class ModelClient:
         route = self._resolved[(model, version)] = VersionRoute(model, number, info)
         return route
 
+    def manager_state(self) -> dict:
+        """The manager's entry in the routes: ``state`` is starting, restarting, ready or stopped."""
+        return self.refresh().get("manager") or {}
+
+    async def resolve_when_ready(self, model: str, version: str | None = None) -> VersionRoute:
+        """``resolve``, but a model not (yet) known while the manager starts is waited for,
+        up to ``MANAGER_START_WAIT_S``: a start-up model may not be registered yet."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            try:
+                return self.resolve(model, version)
+            except ModelNotFound:
+                manager = self.manager_state()
+                if manager.get("state") not in ("starting", "restarting"):
+                    raise
+                if loop.time() - started >= MANAGER_START_WAIT_S:
+                    raise ServiceUnavailable(
+                        f"Model {model} is not available: {describe_manager(manager)}; try again later"
+                    ) from None
+            await asyncio.sleep(WAIT_FOR_WORKER_S)
+
     def _connection(self, socket_path: str) -> WorkerConnection:
         connection = self.connections.get(socket_path)
         if connection is None or connection.closed:
@@ -297,7 +319,9 @@ class ModelClient:
                     now = loop.time()
                     waiting_since = now if waiting_since is None else waiting_since
                     if now - waiting_since >= route.response_timeout_s:
-                        raise ServiceUnavailable(f"Model {model} version {version} has no worker ready")
+                        manager = self.manager_state()
+                        why = "" if manager.get("state") == "ready" else f" ({describe_manager(manager)})"
+                        raise ServiceUnavailable(f"Model {model} version {version} has no worker ready{why}")
                     await asyncio.sleep(WAIT_FOR_WORKER_S)
                     route = self.resolve(model, version)
                     continue
@@ -329,13 +353,28 @@ class ModelClient:
         return self.queued[(model, version)]
 
     def health(self) -> tuple[bool, list[str]]:
-        """Healthy when every model version has at least its minimum of ready workers."""
-        if not self.routes_path.exists():
-            return False, ["the model manager has not loaded the startup models yet"]
+        """TorchServe 0.12's ``/ping`` rule (``ApiUtils.isModelHealthy``): healthy when the
+        default version of every model has at least its ``minWorkers`` workers; other versions
+        do not count. Where TorchServe counts a worker that is loading, or restarting within
+        ``maxRetryTimeoutInSec`` (``WorkerThread.isHealthy``), only READY workers count here,
+        so ``/ping`` is a readiness check. Beyond the rule: never healthy before the manager
+        can take a registration (or while it restarts), and a start-up model that failed to
+        load counts as short.
+
+        Returns ``(healthy, problems)``, one line per shortfall, e.g.
+        ``"mlp/1.0: 0 of 2 workers ready"``.
+        """
+        routes = self.refresh()
+        manager = routes.get("manager") or {}
+        if manager.get("state") != "ready":
+            return False, [describe_manager(manager)]
         problems = []
-        for name, entry in self.refresh()["models"].items():
-            for number, info in entry["versions"].items():
-                ready = sum(1 for w in info["workers"] if w["state"] == "READY")
-                if ready < info["min_workers"]:
-                    problems.append(f"{name}/{number}: {ready} of {info['min_workers']} workers ready")
+        for name, entry in sorted(routes["models"].items()):
+            number = entry["default"]
+            info = entry["versions"][number]
+            ready = sum(1 for w in info["workers"] if w["state"] == "READY")
+            if ready < info["min_workers"]:
+                problems.append(f"{name}/{number}: {ready} of {info['min_workers']} workers ready")
+        for name, reason in sorted(routes["failed"].items()):
+            problems.append(f"{name}: failed to load at start-up: {reason}")
         return not problems, problems

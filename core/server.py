@@ -1,8 +1,10 @@
 """``hookserve serve``: a gunicorn application whose master also owns the model manager.
 
 The same settings serve plain gunicorn through ``hookserve.gunicorn_conf``. The master
-owns the model manager process (``hookserve.manager_process``) and stops it in ``on_exit``,
-after the frontends have finished their in-flight requests.
+owns the model manager process (``hookserve.manager_process``): it starts it in
+``on_starting``, restarts it from its master loop when it dies (or stops the server when it
+keeps dying), and stops it in ``on_exit``, after the frontends have finished their
+in-flight requests.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from gunicorn.app.base import BaseApplication
 
 from hookserve.config import ServerConfig
 from hookserve.garbage_collection import settle_heap
-from hookserve.manager_process import start_manager, stop_manager
+from hookserve.manager_process import ManagerSupervisor, supervise
 from hookserve.scheduling import use_batch_scheduling
 
 
@@ -33,10 +35,14 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     """
 
     def on_starting(arbiter: Any) -> None:
-        arbiter.hookserve_manager = manager or start_manager(config)
+        supervisor = arbiter.hookserve_manager = ManagerSupervisor(config, manager)
+        supervisor.start()
+        supervise(arbiter, supervisor)
 
     def on_exit(arbiter: Any) -> None:
-        stop_manager(getattr(arbiter, "hookserve_manager", None), config)
+        supervisor = getattr(arbiter, "hookserve_manager", None)
+        if supervisor is not None:
+            supervisor.stop()
 
     def post_worker_init(worker: Any) -> None:
         if config.batch_scheduling:

@@ -50,3 +50,30 @@ def read_snapshot(folder: str | os.PathLike) -> dict | None:
         log.error("snapshot %s has an unknown format; starting without it", path)
         return None
     return data["models"]
+
+
+RUN_STATE_FILE = "state.json"
+
+
+def write_run_state(run_dir: str | os.PathLike, models: dict, failed: dict) -> None:
+    """This run's registry, for a manager the master restarts (not fsynced: it lives only
+    as long as the run folder, which a machine crash removes anyway)."""
+    path = Path(run_dir) / RUN_STATE_FILE
+    tmp = path.with_name(f".{RUN_STATE_FILE}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps({"version": FORMAT_VERSION, "models": models, "failed": failed}))
+    os.replace(tmp, path)
+
+
+def read_run_state(run_dir: str | os.PathLike) -> dict | None:
+    """``{"models": ..., "failed": ...}`` as a previous manager of this run left them, or None."""
+    path = Path(run_dir) / RUN_STATE_FILE
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("run state %s cannot be read (%s); starting as a new server would", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        return None
+    return data

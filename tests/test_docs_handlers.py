@@ -28,7 +28,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import Server, archive, pythonpath
+from helpers import Server, archive, pythonpath, wait_for
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "handlers.md"
 DOC_URL = "http://127.0.0.1:8080"
@@ -702,22 +702,22 @@ def test_disable_plugin(plugin_env, workdir):
 
 
 def test_disabled_plugin_handler_name_is_not_served(plugin_env, workdir):
-    srv = start(
-        [
-            "--model-store",
-            "model_store",
-            "--workers",
-            "1",
-            "--models",
-            "words=words.mar",
-            "inspect.mar",
-            "--disable-plugin",
-            "stopwatch",
-        ],
-        workdir,
-        env={"PYTHONPATH": plugin_env["PYTHONPATH"]},
+    args = ["--model-store", "model_store", "--workers", "1", "--models", "words=words.mar", "inspect.mar"]
+    srv = Server(
+        [*args, "--disable-plugin", "stopwatch"], workdir, {"PYTHONPATH": plugin_env["PYTHONPATH"]}, cwd=workdir
     )
+    srv.start()
     try:
+        # never healthy: /ping names the start-up model that failed to load
+        def words_failed() -> bool:
+            try:
+                reply = requests.get(srv.url("/ping"), timeout=5)
+            except requests.ConnectionError:
+                return False
+            problems = reply.json().get("problems", [])
+            return reply.status_code == 500 and any("words: failed to load at start-up" in p for p in problems)
+
+        wait_for(words_failed, timeout=120, what="words reported by /ping")
         reply = requests.post(
             srv.url("/predictions/words"), data="a b", headers={"Content-Type": "text/plain"}, timeout=30
         )

@@ -15,6 +15,9 @@ SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encod
 
 
 class PingResource:
+    """TorchServe 0.12's ``/ping``: 200 ``{"status": "Healthy"}``, else 500
+    ``{"status": "Unhealthy"}`` with ``problems`` saying what is short (see ``ModelClient.health``)."""
+
     def __init__(self, models: ModelClient):
         self.models = models
 
@@ -38,8 +41,9 @@ class PredictionsResource:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
-        # Resolve first: an unknown model is a 404 whatever the body.
-        route = self.models.resolve(model_name, version)
+        # Resolve first: an unknown model is a 404 whatever the body (once the manager has
+        # registered its start-up models: until then the request waits for them).
+        route = await self.models.resolve_when_ready(model_name, version)
         body = await read_body(req, self.max_request_size)
         fields = query_fields(req) + body_fields(body, req.content_type)
         # ASGI header names are lower case already
