@@ -30,6 +30,8 @@ from hookserve.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 log = logging.getLogger("hookserve.frontend")
 
 ROUTES_FILE = "routes.json"
+# /ping's answers, in TorchServe's words
+HEALTHY, PARTIAL, UNHEALTHY = "Healthy", "Partial Healthy", "Unhealthy"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2
@@ -352,29 +354,35 @@ class ModelClient:
     def pending_for(self, model: str, version: str) -> int:
         return self.queued[(model, version)]
 
-    def health(self) -> tuple[bool, list[str]]:
-        """TorchServe 0.12's ``/ping`` rule (``ApiUtils.isModelHealthy``): healthy when the
-        default version of every model has at least its ``minWorkers`` workers; other versions
-        do not count. Where TorchServe counts a worker that is loading, or restarting within
-        ``maxRetryTimeoutInSec`` (``WorkerThread.isHealthy``), only READY workers count here,
-        so ``/ping`` is a readiness check. Beyond the rule: never healthy before the manager
-        can take a registration (or while it restarts), and a start-up model that failed to
-        load counts as short.
+    def health(self) -> tuple[str, list[str]]:
+        """``/ping``'s status, TorchServe's rule over the default versions' ``minWorkers``:
+        ``Healthy`` when every default version has them ready, ``Partial Healthy`` when some of
+        the workers that should run do, ``Unhealthy`` when none do. A start-up model that failed
+        to load counts as one worker that should run and does not. Where TorchServe counts a
+        worker that is loading, or restarting within ``maxRetryTimeoutInSec``, only READY
+        workers count here, so ``/ping`` is a readiness check; and it is never healthy before
+        the manager can take a registration, or while it restarts.
 
-        Returns ``(healthy, problems)``, one line per shortfall, e.g.
-        ``"mlp/1.0: 0 of 2 workers ready"``.
+        Returns ``(status, problems)``, one line per shortfall, e.g.
+        ``("Partial Healthy", ["mlp/1.0: 1 of 2 workers ready"])``.
         """
         routes = self.refresh()
         manager = routes.get("manager") or {}
         if manager.get("state") != "ready":
-            return False, [describe_manager(manager)]
+            return UNHEALTHY, [describe_manager(manager)]
         problems = []
+        wanted = running = 0
         for name, entry in sorted(routes["models"].items()):
             number = entry["default"]
             info = entry["versions"][number]
             ready = sum(1 for w in info["workers"] if w["state"] == "READY")
+            # capped: a model with more than its minimum does not hide another's shortfall
+            wanted, running = wanted + info["min_workers"], running + min(ready, info["min_workers"])
             if ready < info["min_workers"]:
                 problems.append(f"{name}/{number}: {ready} of {info['min_workers']} workers ready")
         for name, reason in sorted(routes["failed"].items()):
+            wanted += 1
             problems.append(f"{name}: failed to load at start-up: {reason}")
-        return not problems, problems
+        if running == wanted:
+            return HEALTHY, problems
+        return (PARTIAL if running else UNHEALTHY), problems

@@ -101,13 +101,17 @@ def wait_for(condition, timeout: float = 15.0, interval: float = 0.02, what: str
 
 
 def wait_ping(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
-    """Wait until ``url``/ping answers 200; fail with the log if ``process`` exits first."""
+    """Wait until every start-up model that can load runs its workers (``/ping`` 200 with no
+    shortfall beyond models that failed to load); fail with the log if ``process`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
         try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+            reply = requests.get(f"{url}/ping", timeout=2)
+            if reply.status_code == 200 and all(
+                "failed to load at start-up" in problem for problem in reply.json().get("problems", [])
+            ):
                 return
         except requests.ConnectionError:
             pass

@@ -270,7 +270,11 @@ def test_versions_defaults_and_worker_counts_survive_a_manager_restart(store, tm
 
         # the new manager needs a second or more (it imports torch): /ping says why it is not healthy
         wait_for(restarting, timeout=10, what="/ping saying the manager restarts")
-        wait_for(lambda: requests.get(server.url("/ping"), timeout=10).status_code == 200, timeout=30, what="healthy")
+        wait_for(
+            lambda: requests.get(server.url("/ping"), timeout=10).json()["status"] == "Healthy",
+            timeout=30,
+            what="healthy",
+        )
         after = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}
         assert sorted(after) == ["1.0", "2.0"]
         for number in after:

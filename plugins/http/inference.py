@@ -6,7 +6,7 @@ import falcon
 import falcon.asgi
 
 from hookserve.config import ServerConfig
-from hookserve.model_client import ModelClient
+from hookserve.model_client import UNHEALTHY, ModelClient
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
 from hookserve.protocol import WorkRequest
 
@@ -15,19 +15,17 @@ SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encod
 
 
 class PingResource:
-    """TorchServe 0.12's ``/ping``: 200 ``{"status": "Healthy"}``, else 500
-    ``{"status": "Unhealthy"}`` with ``problems`` saying what is short (see ``ModelClient.health``)."""
+    """``/ping`` as TorchServe 0.12 answers it: ``{"status": "Healthy"}``, ``"Partial Healthy"``
+    (200) or ``"Unhealthy"`` (500), with ``problems`` naming what is short (see ``ModelClient.health``)."""
 
     def __init__(self, models: ModelClient):
         self.models = models
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        healthy, problems = self.models.health()
-        if healthy:
-            resp.media = {"status": "Healthy"}
-        else:
+        status, problems = self.models.health()
+        resp.media = {"status": status, "problems": problems} if problems else {"status": status}
+        if status == UNHEALTHY:
             resp.status = 500
-            resp.media = {"status": "Unhealthy", "problems": problems}
 
 
 class PredictionsResource:
