@@ -275,7 +275,13 @@ def test_versions_defaults_and_worker_counts_survive_a_manager_restart(store, tm
             timeout=30,
             what="healthy",
         )
-        after = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}
+        # /ping counts the default version (2.0) only: wait for 1.0's workers too
+        def all_versions_up():
+            after = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}
+            up = all(w["status"] == "READY" for v in after.values() for w in v["workers"])
+            return after if up else None
+
+        after = wait_for(all_versions_up, timeout=30, what="every version's workers ready")
         assert sorted(after) == ["1.0", "2.0"]
         for number in after:
             assert after[number]["minWorkers"] == before[number]["minWorkers"]
