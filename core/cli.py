@@ -11,6 +11,7 @@ from hookserve import __version__
 from hookserve.config import (
     ADDRESS_NAMES,
     TOKEN_ENV,
+    TS_CONFIG_FILE_ENV,
     ModelSpec,
     ServerConfig,
     apply_ts_properties,
@@ -129,8 +130,10 @@ def _address_flag(text: str) -> str:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Defaults < ``--ts-config`` < flags."""
     config = ServerConfig()
-    if args.ts_config:
-        apply_ts_properties(config, read_properties(args.ts_config), args.ts_config)
+    # TorchServe reads $TS_CONFIG_FILE when no config file is named on its command line
+    ts_config = args.ts_config or os.environ.get(TS_CONFIG_FILE_ENV) or None
+    if ts_config:
+        apply_ts_properties(config, read_properties(ts_config), ts_config)
     # every flag whose dest is a config field; None means "not given"
     for field in dataclasses.fields(ServerConfig):
         value = getattr(args, field.name, None)

@@ -24,6 +24,7 @@ from hookserve.errors import ConfigError
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 RUN_DIR_ENV = "HOOKSERVE_RUN_DIR"
 TOKEN_ENV = "HOOKSERVE_MANAGEMENT_TOKEN"
+TS_CONFIG_FILE_ENV = "TS_CONFIG_FILE"
 CONFIG_FILE_NAME = "config.json"
 ADDRESS_NAMES = ("inference", "management", "metrics")
 

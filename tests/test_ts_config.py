@@ -137,6 +137,17 @@ def test_honoured_keys_set_the_config(tmp_path, monkeypatch):
         serve_config(["--ts-config", properties(tmp_path, "model_store=$$NOT_SET_HERE$$\n")])
 
 
+def test_ts_config_file_variable_names_the_file_when_no_flag_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("TS_CONFIG_FILE", properties(tmp_path, "job_queue_size=7\n"))
+    assert serve_config([]).job_queue_size == 7
+    other = tmp_path / "other"
+    other.mkdir()
+    assert serve_config(["--ts-config", properties(other, "job_queue_size=9\n")]).job_queue_size == 9
+    monkeypatch.setenv("TS_CONFIG_FILE", str(tmp_path / "missing.properties"))
+    with pytest.raises(ConfigError, match="missing.properties"):
+        serve_config([])
+
+
 def test_cli_prints_the_refusal_and_exits_non_zero(tmp_path):
     path = properties(tmp_path, "service_envelope=kservev2\nvmargs=-Xmx1g\n")
     result = subprocess.run(
