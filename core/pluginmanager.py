@@ -1,16 +1,18 @@
-"""The plugin manager factory and the typed wrapper through which the rest of hookserve
-calls hooks (nothing else touches ``pm.hook``).
+"""The plugin manager and the typed wrapper through which the rest of hookserve calls hooks
+(nothing else touches ``pm.hook``).
 
-Order of registration: builtin plugins by module path, then the block list is applied and
-entry points of the ``hookserve`` group are loaded (a blocked plugin is never imported),
-then ``check_pending()``. A third-party plugin that fails to import, register or declares
-a hook that does not exist is logged with its distribution name and version and skipped,
-unless ``strict`` is set.
+Every plugin, builtins included, is an entry point of the ``hookserve`` group: hookserve's
+own distribution declares its builtins there (``pyproject.toml``), so they load through the
+same path as third-party ones. Order of registration: the block list is applied before any
+import, then hookserve's builtins in the order they are declared, then third-party entry
+points (registered later, their hooks run before the builtins'), then ``check_pending()``.
+A third-party plugin that fails to import, register or declares a hook that does not exist
+is logged with its distribution name and version and skipped, unless ``strict`` is set; a
+builtin that fails is always fatal.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import logging
 import os
@@ -27,18 +29,11 @@ from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, Handle
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hookserve"
+DISTRIBUTION = "hookserve"
 DISABLE_ENV = "HOOKSERVE_DISABLE_PLUGINS"  # comma-separated names, like --disable-plugin
 STRICT_ENV = "HOOKSERVE_STRICT_PLUGINS"  # "1": a broken third-party plugin is fatal
 TRACE_ENV = "HOOKSERVE_TRACE_HOOKS"  # "1": log every hook call (pluggy's tracing)
 
-BUILTIN_PLUGINS = (
-    "hookserve.plugins.loader",
-    "hookserve.plugins.stages",
-    "hookserve.plugins.gpu",
-    "hookserve.plugins.batching",
-    "hookserve.plugins.handlers",
-    "hookserve.plugins.http",
-)
 # Without these a worker cannot run a BaseHandler at all; they cannot be blocked.
 ESSENTIAL_PLUGINS = frozenset({"stages"})
 
@@ -48,66 +43,60 @@ class PluginInfo:
     """Where a registered plugin came from, for ``hookserve plugins`` and error messages."""
 
     name: str
-    source: str  # "builtin" or "<distribution> <version>"
+    source: str  # "builtin: hookserve <version>" or "<distribution> <version>"
     module: str
     hooks: tuple[str, ...]
-
-
-def builtin_name(module_path: str) -> str:
-    return module_path.rsplit(".", 1)[-1]
 
 
 def disabled_from_env(environ: os._Environ | dict = os.environ) -> set[str]:
     return {n.strip() for n in environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def create_plugin_manager(
-    *, disabled: Iterable[str] = (), strict: bool | None = None, entry_points: bool = True
-) -> pluggy.PluginManager:
-    """Build a plugin manager with builtins and installed plugins registered.
-
-    ``disabled`` adds to the names in ``$HOOKSERVE_DISABLE_PLUGINS``; a name is a builtin's
-    short name (``gpu``), an entry-point name or a distribution name.
-    """
-    blocked = set(disabled) | disabled_from_env()
-    unblockable = blocked & ESSENTIAL_PLUGINS
-    if unblockable:
-        raise PluginError(f"plugin(s) {sorted(unblockable)} are essential and cannot be disabled")
-    if strict is None:
-        strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
-
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    pm.sources = {}  # plugin name -> source, read by plugin_infos()
-    for module_path in BUILTIN_PLUGINS:
-        name = builtin_name(module_path)
-        if name in blocked:
-            continue
-        pm.register(importlib.import_module(module_path), name=name)
-        pm.sources[name] = "builtin"
-    if entry_points:
-        _load_entry_points(pm, blocked, strict)
-    pm.check_pending()
-    if os.environ.get(TRACE_ENV, "") not in ("", "0"):
-        pm.trace.root.setwriter(lambda msg: log.info("hook trace: %s", msg.rstrip()))
-        pm.enable_tracing()
-    return pm
+def distribution_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
 
 
-def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str], strict: bool) -> None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist else "?"
-        source = f"{dist_name} {dist.version if dist else '?'}"
-        if ep.name in blocked or dist_name in blocked or pm.has_plugin(ep.name):
-            continue
+class HookservePluginManager(pluggy.PluginManager):
+    """pluggy's manager with hookserve's specs, its entry-point loading and where each plugin
+    came from (``sources``: plugin name -> ``"builtin: hookserve 0.1.0"`` or
+    ``"<distribution> <version>"``)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.sources: dict[str, str] = {}
+
+    def load_entry_points(self, *, blocked: set[str], strict: bool, third_party: bool = True) -> None:
+        """Register hookserve's builtins, then (if ``third_party``) every other distribution's
+        plugins of the ``hookserve`` group; nothing blocked is imported."""
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        builtins = [ep for ep in eps if distribution_of(ep)[0] == DISTRIBUTION]
+        if not builtins:
+            raise PluginError(
+                f"no builtin plugins: the {DISTRIBUTION!r} distribution that declares them as entry points "
+                f"of the {ENTRY_POINT_GROUP!r} group is not installed (pip install hookserve, or pip install -e .)"
+            )
+        for ep in builtins:
+            if ep.name in blocked or self.has_plugin(ep.name):
+                continue
+            name, version = distribution_of(ep)
+            self._register_entry_point(ep, f"builtin: {name} {version}", strict=True)
+        if not third_party:
+            return
+        for ep in eps:
+            name, version = distribution_of(ep)
+            if name == DISTRIBUTION or ep.name in blocked or name in blocked or self.has_plugin(ep.name):
+                continue
+            self._register_entry_point(ep, f"{name} {version}", strict=strict)
+
+    def _register_entry_point(self, ep: importlib.metadata.EntryPoint, source: str, *, strict: bool) -> None:
         try:
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
+            self.register(ep.load(), name=ep.name)
             try:
-                pm.check_pending()
+                self.check_pending()
             except pluggy.PluginValidationError:
-                pm.unregister(name=ep.name)
+                self.unregister(name=ep.name)
                 raise
         except Exception as exc:
             message = (
@@ -116,11 +105,35 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str], strict: bool
             if strict:
                 raise PluginError(message) from exc
             log.error("%s; skipped", message)
-            continue
-        pm.sources[ep.name] = source
+            return
+        self.sources[ep.name] = source
 
 
-def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
+def create_plugin_manager(
+    *, disabled: Iterable[str] = (), strict: bool | None = None, third_party: bool = True
+) -> HookservePluginManager:
+    """Build a plugin manager with builtins and (unless ``third_party`` is false) installed
+    plugins registered.
+
+    ``disabled`` adds to the names in ``$HOOKSERVE_DISABLE_PLUGINS``; a name is an entry-point
+    name (a builtin's is its short name, ``gpu``) or a third-party distribution's name.
+    """
+    blocked = set(disabled) | disabled_from_env()
+    unblockable = blocked & (ESSENTIAL_PLUGINS | {DISTRIBUTION})
+    if unblockable:
+        raise PluginError(f"plugin(s) {sorted(unblockable)} are essential and cannot be disabled")
+    if strict is None:
+        strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
+    pm = HookservePluginManager()
+    pm.load_entry_points(blocked=blocked, strict=strict, third_party=third_party)
+    pm.check_pending()
+    if os.environ.get(TRACE_ENV, "") not in ("", "0"):
+        pm.trace.root.setwriter(lambda msg: log.info("hook trace: %s", msg.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+def plugin_infos(pm: HookservePluginManager) -> list[PluginInfo]:
     infos = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
@@ -134,7 +147,7 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
 class Hooks:
     """Typed calls of every hook; the only place that reaches into ``pm.hook``."""
 
-    def __init__(self, pm: pluggy.PluginManager):
+    def __init__(self, pm: HookservePluginManager):
         self.pm = pm
         self._hook = pm.hook
 

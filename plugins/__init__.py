@@ -1,1 +1,1 @@
-"""Builtin plugins, one module or small package each (see ``hookserve.pluginmanager.BUILTIN_PLUGINS``)."""
+"""Builtin plugins, one module or small package each (declared as entry points in ``pyproject.toml``)."""

@@ -24,4 +24,4 @@ def forget_archive_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def hooks() -> Hooks:
     """Hooks over the builtin plugins only (no installed entry points)."""
-    return Hooks(create_plugin_manager(entry_points=False))
+    return Hooks(create_plugin_manager(third_party=False))

@@ -72,7 +72,7 @@ def start(handler: BaseHandler, context: Context, headers: dict | None = None, b
 
 @pytest.fixture
 def pm() -> pluggy.PluginManager:
-    return create_plugin_manager(entry_points=False)
+    return create_plugin_manager(third_party=False)
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ class MeanColor(torch.nn.Module):
 def start_model(model_dir: Path, files: dict[str, str], **model: str) -> tuple[HandlerEntry, Context]:
     """Write the archive folder and load its handler exactly as a worker does."""
     archive = folder_archive(model_dir, files, **model)
-    entry, context = load_model(archive, Hooks(create_plugin_manager(entry_points=False)), batch_size=2)
+    entry, context = load_model(archive, Hooks(create_plugin_manager(third_party=False)), batch_size=2)
     context.start_batch(["id1", "id2"], [{"content-type": "application/octet-stream"}] * 2)
     return entry, context
 

@@ -645,7 +645,7 @@ def test_gpu_round_robin_of_the_page_config():
     from hookserve.pluginmanager import Hooks, create_plugin_manager
 
     config = yaml.safe_load(files()["gpu-config.yaml"])
-    hooks = Hooks(create_plugin_manager(entry_points=False))
+    hooks = Hooks(create_plugin_manager(third_party=False))
 
     def devices(gpu_count: int, device_type=config["deviceType"]) -> list[str]:
         return [
@@ -698,7 +698,7 @@ def test_disable_plugin(plugin_env, workdir):
     for command in commands("disable"):
         result = run_command(command, workdir, {"PYTHONPATH": plugin_env["PYTHONPATH"]})
         assert result.stderr == "" and "stopwatch" not in result.stdout, command.argv
-        assert "gpu  [builtin]" in result.stdout
+        assert "gpu  [builtin: hookserve " in result.stdout
 
 
 def test_disabled_plugin_handler_name_is_not_served(plugin_env, workdir):
@@ -738,7 +738,7 @@ def test_device_policy_hook_comes_before_the_builtin(workdir):
     spec = importlib.util.spec_from_file_location("doc_stopwatch_plugin", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    pm = create_plugin_manager(entry_points=False)
+    pm = create_plugin_manager(third_party=False)
     pm.register(module, name="stopwatch")
     hooks = Hooks(pm)
     assert hooks.select_device(request=DeviceRequest(model_name="small-net", worker_index=0, gpu_count=2)) == "cpu"

@@ -66,7 +66,7 @@ def test_plugins_lists_builtins_and_the_installed_example():
     example = next(i for i, line in enumerate(lines) if line.startswith("example "))
     assert EXAMPLE_SOURCE in lines[example] and "hookserve_example.plugin" in lines[example]
     assert "hookserve_handler_classes" in lines[example + 1] and "hookserve_infer" in lines[example + 1]
-    assert any(line.startswith("gpu  [builtin]") for line in lines)
+    assert any(line.startswith("gpu  [builtin: hookserve 0.1.0]  hookserve.plugins.gpu") for line in lines)
 
 
 def test_broken_plugins_are_named_with_their_distribution_and_skipped(plugin_site, tmp_path):
@@ -104,6 +104,26 @@ def test_a_builtin_can_be_disabled_but_not_an_essential_one():
     assert result.returncode == 0 and "gpu " not in result.stdout
     result = run_cli(["plugins", "--disable-plugin", "stages"])
     assert result.returncode == 2 and "essential" in result.stderr
+    result = run_cli(["plugins", "--disable-plugin", "hookserve"])  # the builtins' distribution
+    assert result.returncode == 2 and "essential" in result.stderr
+
+
+def test_builtins_are_the_entry_points_of_the_hookserve_distribution():
+    """Every builtin comes from an entry point hookserve declares, loaded as third-party ones are."""
+    import importlib.metadata
+
+    from hookserve.pluginmanager import create_plugin_manager
+
+    declared = {
+        ep.name: ep.value
+        for ep in importlib.metadata.entry_points(group="hookserve")
+        if ep.dist is not None and ep.dist.metadata["Name"] == "hookserve"
+    }
+    assert set(declared) == {"loader", "stages", "gpu", "batching", "handlers", "http"}
+    pm = create_plugin_manager(third_party=False)
+    version = importlib.metadata.version("hookserve")
+    assert pm.sources == {name: f"builtin: hookserve {version}" for name in declared}
+    assert {name: pm.get_plugin(name).__name__ for name in declared} == declared
 
 
 @pytest.fixture(scope="module")
