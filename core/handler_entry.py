@@ -11,7 +11,7 @@ Forms, tried in this order:
 * a name known to ``hookserve_handler_classes`` (``base_handler``, ``image_classifier`` ...)
   when no module of that name exists: that class.
 
-The worker adapts ``HandlerEntry.handler`` with ``hookserve.handler_plugin.handler_plugin``.
+The worker adapts ``HandlerEntry.handler`` with the ``hookserve_handler_plugin`` hook.
 """
 
 from __future__ import annotations

@@ -59,6 +59,29 @@ def hookserve_load(archive: ModelArchive, context: Context) -> Any | None:
     """
 
 
+@hookspec(firstresult=True)
+def hookserve_handler_plugin(handler: Any) -> object | None:
+    """Adapt a model's handler instance into a plugin registered for that model only.
+
+    Called once per worker after the handler is resolved and before it is initialized. The
+    plugin returned is registered under ``handler:<model name>``; its stage implementations
+    should be ``tryfirst`` and answer only for ``handler``, so the handler's own methods win,
+    installed plugins fill what it leaves out and builtin defaults come last. Stops at the
+    first non-None result. The builtin (``stages``, ``trylast``) adapts ``BaseHandler``
+    subclasses: the stages a subclass overrides become ``tryfirst`` implementations.
+
+    :param handler: the model's handler instance (a ``BaseHandler``, a plain class, a module).
+    :return: a plugin object, or ``None`` when this plugin does not adapt such handlers.
+
+    Example::
+
+        @hookimpl
+        def hookserve_handler_plugin(handler):
+            if isinstance(handler, MyFrameworkHandler):
+                return MyFrameworkStages(handler)
+    """
+
+
 # --- model worker: the stages of one batch ---------------------------------------------
 
 

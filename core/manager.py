@@ -39,7 +39,7 @@ import orjson
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
 from hookserve.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
-from hookserve.errors import HookserveError
+from hookserve.errors import HookserveError, PluginError
 from hookserve.garbage_collection import settle_heap
 from hookserve.limits import (
     LimitError,
@@ -1030,11 +1030,15 @@ def describe_exit(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def preload_worker_modules() -> None:
-    """Import what every worker needs before any fork, so workers share it."""
+def preload_worker_modules(hooks: Hooks) -> None:
+    """Import what every worker needs before any fork, so workers share it: torch and the
+    handler classes the plugins name (``BaseHandler`` and the default handlers among them)."""
     import torch  # noqa: F401
 
-    import hookserve.handlers.base_handler  # noqa: F401
+    try:
+        hooks.handler_classes()
+    except PluginError as exc:  # two plugins claim one name: each model that uses it says so
+        log.error("handler classes not preloaded: %s", exc.message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1044,11 +1048,11 @@ def main(argv: list[str] | None = None) -> int:
     parent_pid = int(argv[1]) if len(argv) > 1 else os.getppid()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [manager] %(levelname)s %(name)s: %(message)s")
     config = ServerConfig.load(argv[0] if argv else None)
-    preload_worker_modules()
-    pm = create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins)
+    hooks = Hooks(create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins))
+    preload_worker_modules(hooks)
     # Before the first fork: workers inherit torch's objects frozen (CPython's advice for forked children).
     settle_heap()
-    ModelManager(config, Hooks(pm), parent_pid).run()
+    ModelManager(config, hooks, parent_pid).run()
     return 0
 
 

@@ -166,6 +166,9 @@ class Hooks:
     def explain(self, *, handler: Any, data: Any, raw: list, context: Any) -> Any:
         return self._hook.hookserve_explain(handler=handler, data=data, raw=raw, context=context)
 
+    def handler_plugin(self, *, handler: Any) -> object | None:
+        return self._hook.hookserve_handler_plugin(handler=handler)
+
     def batcher(self, *, settings: BatchSettings) -> Batcher:
         batcher = self._hook.hookserve_batcher(settings=settings)
         if batcher is None:

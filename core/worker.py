@@ -26,7 +26,6 @@ from hookserve.context import Context
 from hookserve.errors import HookserveError, PredictionError
 from hookserve.garbage_collection import settle_heap
 from hookserve.handler_entry import HandlerEntry, resolve_handler
-from hookserve.handler_plugin import handler_plugin
 from hookserve.plugin_types import Batcher, BatchSettings
 from hookserve.pluginmanager import Hooks
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_frontend_frame, encode_reply
@@ -336,7 +335,7 @@ def load_model(
     context.hooks = hooks
     context.archive = archive
     entry = resolve_handler(archive, hooks)
-    plugin = handler_plugin(entry.handler)
+    plugin = hooks.handler_plugin(handler=entry.handler)
     if plugin is not None:
         hooks.pm.register(plugin, name=f"handler:{archive.name}")
     entry.initialize(context)

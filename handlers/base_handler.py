@@ -5,7 +5,7 @@ The API and behaviour are TorchServe's (``initialize``, ``preprocess``, ``infere
 so subclasses written for TorchServe run unchanged. What differs is *how* ``handle`` runs a
 stage: it calls ``hookserve_preprocess`` / ``_infer`` / ``_postprocess`` / ``_explain``.
 The methods a subclass overrides are registered as ``tryfirst`` implementations of those
-hooks (``hookserve.handler_plugin``), installed plugins come next and this class's own
+hooks (``hookserve.plugins.handler_plugin``), installed plugins come next and this class's own
 methods are the ``trylast`` defaults (``hookserve.plugins.stages``); wrappers see them all.
 The model comes from ``hookserve_load``.
 """
@@ -19,15 +19,7 @@ from typing import Any
 import torch
 
 from hookserve.handlers.label_mapping import load_label_mapping
-from hookserve.plugins.loader import load_eager, load_torchscript
-
-
-def worker_device(context: Any) -> torch.device:
-    """The worker's device: its GPU when it was given one and CUDA works, else the CPU."""
-    gpu_id = context.system_properties.get("gpu_id")
-    if gpu_id is not None and torch.cuda.is_available():
-        return torch.device(f"cuda:{gpu_id}")
-    return torch.device("cpu")
+from hookserve.model_files import load_eager, load_torchscript, worker_device
 
 
 def _hooks(context: Any) -> Any:

@@ -1,7 +1,8 @@
 """Builtin default stages: ``BaseHandler``'s own preprocess / inference / postprocess /
 explain_handle, as ``trylast`` hook implementations.
 
-A handler's overrides (``hookserve.handler_plugin``, ``tryfirst``) and installed plugins are
+A handler's overrides (adapted by ``hookserve_handler_plugin`` below, with
+``hookserve.plugins.handler_plugin``; ``tryfirst``) and installed plugins are
 asked first; these answer only for ``BaseHandler`` instances and return ``None`` for anything
 else. Essential: without it a ``BaseHandler`` could not run a batch.
 
@@ -42,3 +43,10 @@ def hookserve_explain(handler: Any, data: Any, raw: list) -> Any:
     from hookserve.handlers.base_handler import BaseHandler
 
     return BaseHandler.explain_handle(handler, data, raw) if isinstance(handler, BaseHandler) else None
+
+
+@hookimpl(trylast=True)
+def hookserve_handler_plugin(handler: Any) -> object | None:
+    from hookserve.plugins.handler_plugin import handler_plugin
+
+    return handler_plugin(handler)

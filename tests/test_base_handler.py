@@ -13,11 +13,11 @@ from helpers import folder_archive
 from hookserve.archive import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import ArchiveError
-from hookserve.handler_plugin import handler_plugin
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.label_mapping import load_label_mapping, map_class_to_label
 from hookserve.hookspecs import hookimpl
 from hookserve.pluginmanager import Hooks, create_plugin_manager
+from hookserve.plugins.handler_plugin import handler_plugin
 
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
@@ -384,3 +384,33 @@ def test_handler_plugin_implements_only_overridden_stages(pm: pluggy.PluginManag
     pm.register(plugin)
     hooks = {caller.name for caller in pm.get_hookcallers(plugin)}
     assert hooks == {"hookserve_infer", "hookserve_explain"}
+
+
+def test_a_plugin_adapts_a_handler_the_builtin_does_not(eager: ModelArchive, pm: pluggy.PluginManager) -> None:
+    """``hookserve_handler_plugin``: the worker asks the plugins to adapt the model's handler;
+    a plugin's adapter comes before the builtin's (which knows only BaseHandler subclasses)."""
+    from hookserve.worker import load_model
+
+    class Stages:
+        def __init__(self, handler):
+            self.handler = handler
+
+        @hookimpl(tryfirst=True)
+        def hookserve_postprocess(self, handler, data):
+            return ["adapted"] * len(data) if handler is self.handler else None
+
+    class Adapter:
+        seen: list = []
+
+        @hookimpl
+        def hookserve_handler_plugin(self, handler):
+            self.seen.append(handler)
+            return Stages(handler)
+
+    adapter = Adapter()
+    pm.register(adapter)
+    entry, context = load_model(eager, Hooks(pm), batch_size=2)
+    assert adapter.seen == [entry.handler] and pm.has_plugin(f"handler:{eager.name}")
+    context.start_batch(["a", "b"], [{"content-type": "application/json"}] * 2)
+    assert entry.handler.handle(BATCH, context) == ["adapted", "adapted"]
+    assert Hooks(create_plugin_manager(third_party=False)).handler_plugin(handler=object()) is None
