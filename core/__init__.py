@@ -26,6 +26,16 @@ _PUBLIC = {
     "ArchiveError": "hookserve.errors",
     "ConfigError": "hookserve.errors",
     "PluginError": "hookserve.errors",
+    "ModelVersionNotFound": "hookserve.errors",
+    "Unauthorized": "hookserve.errors",
+    "InvalidModelVersion": "hookserve.errors",
+    "ModelApiDisabled": "hookserve.errors",
+    "Conflict": "hookserve.errors",
+    "DownloadArchiveError": "hookserve.errors",
+    "ResponseTimeout": "hookserve.errors",
+    "ManagerTimeout": "hookserve.errors",
+    "InsufficientMemory": "hookserve.errors",
+    "WorkerOutOfMemory": "hookserve.errors",
 }
 
 # a literal list, so linters and IDEs see the names
@@ -43,6 +53,16 @@ __all__ = [
     "ArchiveError",
     "ConfigError",
     "PluginError",
+    "ModelVersionNotFound",
+    "Unauthorized",
+    "InvalidModelVersion",
+    "ModelApiDisabled",
+    "Conflict",
+    "DownloadArchiveError",
+    "ResponseTimeout",
+    "ManagerTimeout",
+    "InsufficientMemory",
+    "WorkerOutOfMemory",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
@@ -51,13 +71,23 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         ArchiveError,
         BadRequest,
         ConfigError,
+        Conflict,
+        DownloadArchiveError,
         HookserveError,
+        InsufficientMemory,
+        InvalidModelVersion,
+        ManagerTimeout,
+        ModelApiDisabled,
         ModelNotFound,
+        ModelVersionNotFound,
         PluginError,
         PredictionError,
         RequestTooLarge,
+        ResponseTimeout,
         ServiceUnavailable,
+        Unauthorized,
         WorkerDied,
+        WorkerOutOfMemory,
     )
     from hookserve.hookspecs import hookimpl
 

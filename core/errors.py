@@ -7,6 +7,10 @@ HTTP responses themselves.
 
 from __future__ import annotations
 
+import json
+import re
+from http import HTTPStatus
+
 
 class HookserveError(Exception):
     """Base of every error hookserve reports to a client or an operator."""
@@ -25,10 +29,48 @@ class HookserveError(Exception):
     def to_dict(self) -> dict:
         return {"code": self.code, "type": self.type, "message": self.message}
 
+    def to_json(self) -> bytes:
+        """The body of every error reply: ``{"code": ..., "type": ..., "message": ...}``."""
+        return json.dumps(self.to_dict()).encode()
+
 
 class ModelNotFound(HookserveError):
     code = 404
     type = "ModelNotFoundException"
+
+
+class ModelVersionNotFound(HookserveError):
+    code = 404
+    type = "ModelVersionNotFoundException"
+
+
+class Unauthorized(HookserveError):
+    """A management call without the right bearer token."""
+
+    code = 401
+    type = "TokenAuthorizationException"
+
+
+class InvalidModelVersion(HookserveError):
+    """A version that cannot be changed so (the default version of a model with others)."""
+
+    code = 403
+    type = "InvalidModelVersionException"
+
+
+class ModelApiDisabled(HookserveError):
+    code = 405
+    type = "MethodNotAllowedException"
+
+
+class Conflict(HookserveError):
+    code = 409
+    type = "ConflictStatusException"
+
+
+class DownloadArchiveError(HookserveError):
+    code = 400
+    type = "DownloadArchiveException"
 
 
 class BadRequest(HookserveError):
@@ -44,6 +86,34 @@ class RequestTooLarge(HookserveError):
 class ServiceUnavailable(HookserveError):
     code = 503
     type = "ServiceUnavailableException"
+
+
+class ResponseTimeout(HookserveError):
+    """A started request ran past its model's ``responseTimeout``."""
+
+    code = 504
+    type = "ResponseTimeoutException"
+
+
+class ManagerTimeout(HookserveError):
+    """The model manager did not answer a management call in time."""
+
+    code = 504
+    type = "RequestTimeoutException"
+
+
+class InsufficientMemory(HookserveError):
+    """New workers would not fit in the memory the machine has now."""
+
+    code = 507
+    type = "InsufficientMemoryException"
+
+
+class WorkerOutOfMemory(HookserveError):
+    """A batch ran out of memory in its model worker."""
+
+    code = 507
+    type = "WorkerOutOfMemoryException"
 
 
 class PredictionError(HookserveError):
@@ -77,3 +147,30 @@ class PluginError(HookserveError):
 
     code = 500
     type = "PluginException"
+
+
+# Replies that no typed error raises, the HTTP layers' own (falcon: no route, bad method;
+# gunicorn: a request line or header past its limits), in TorchServe's words where it has them.
+STATUS_TYPES = {
+    400: BadRequest.type,
+    404: "ResourceNotFoundException",
+    405: ModelApiDisabled.type,
+    413: RequestTooLarge.type,
+    414: "RequestUriTooLongException",
+    431: "RequestHeaderFieldsTooLargeException",
+    500: HookserveError.type,
+    501: "NotImplementedException",
+}
+
+
+def error_for_status(status: int, message: str) -> HookserveError:
+    """The error for a reply the HTTP layer makes itself; a status TorchServe has no name for
+    is named after its phrase (415: ``UnsupportedMediaTypeException``)."""
+    kind = STATUS_TYPES.get(status)
+    if kind is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+            kind = "".join(word.capitalize() for word in re.findall(r"[A-Za-z]+", phrase)) + "Exception"
+        except ValueError:
+            kind = BadRequest.type if status < 500 else HookserveError.type
+    return HookserveError(message, code=status, type=kind)

@@ -33,13 +33,13 @@ each kept to the methods it needs:
 
 from __future__ import annotations
 
-import json
-import re
 from http import HTTPStatus
 
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 from gunicorn.workers.gasgi import ASGIWorker
+
+from hookserve.errors import error_for_status
 
 # gunicorn_h1c keeps at most this much of what follows a finished message (its default
 # limit_remaining); a feed of at most this many bytes can never leave more than that.
@@ -50,26 +50,6 @@ FEED_SLICE = 65536
 LINGER_TIME = 30.0
 LINGER_IDLE = 5.0
 LINGER_BYTES = 1 << 30
-
-# TorchServe's names where it has one; otherwise the status phrase, as one word.
-ERROR_TYPES = {
-    400: "BadRequestException",
-    413: "RequestEntityTooLargeException",
-    414: "RequestUriTooLongException",
-    431: "RequestHeaderFieldsTooLargeException",
-    500: "InternalServerException",
-    501: "NotImplementedException",
-}
-
-
-def error_type(status: int) -> str:
-    if status in ERROR_TYPES:
-        return ERROR_TYPES[status]
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        return "BadRequestException" if status < 500 else "InternalServerException"
-    return "".join(word.capitalize() for word in re.findall(r"[A-Za-z]+", phrase)) + "Exception"
 
 
 class FrontendProtocol(ASGIProtocol):
@@ -230,7 +210,7 @@ class FrontendProtocol(ASGIProtocol):
 
     def _send_error_response(self, status, message, extra_headers=()):
         message = f"{message}: {limit}" if (limit := self._limit_exceeded(status, message)) else message
-        body = json.dumps({"code": status, "type": error_type(status), "message": message}).encode()
+        body = error_for_status(status, message).to_json()
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:

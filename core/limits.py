@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hookserve.errors import BadRequest, InsufficientMemory
+
 MIB = 1024 * 1024
 # What one worker is assumed to cost when deriving the server-wide bound.
 WORKER_BUDGET_BYTES = 256 * MIB
@@ -34,15 +36,6 @@ WORKER_BUDGET_BYTES = 256 * MIB
 # weights (the file read, then the tensors).
 BASE_WORKER_BYTES = 64 * MIB
 MEMORY_RESERVE_FRACTION = 0.05
-
-
-class LimitError(Exception):
-    """A setting or request past a bound: ``code`` is the HTTP status to answer with."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def cpu_count() -> int:
@@ -94,14 +87,12 @@ class WorkerBounds:
     def check(self, model: str, count: int, others: int) -> None:
         """Refuse ``count`` workers for ``model`` when ``others`` run for the other models."""
         if count > self.per_model:
-            raise LimitError(
-                400,
+            raise BadRequest(
                 f"{count} workers for model {model} exceed the limit of {self.per_model} workers per model "
                 f"(--max-workers-per-model; default max(4, 4 x {cpu_count()} CPU cores))",
             )
         if count + others > self.total:
-            raise LimitError(
-                400,
+            raise BadRequest(
                 f"{count} workers for model {model} and {others} for the other models exceed the server's limit "
                 f"of {self.total} workers in all (--max-workers; default max(4, min(16 x CPU cores, "
                 "memory / 256 MiB)))",
@@ -145,8 +136,7 @@ def check_memory(model: str, new_workers: int, per_worker: int, measured: bool) 
     need = new_workers * per_worker
     if need > free:
         how = "measured from a running worker" if measured else "estimated from the model's weights"
-        raise LimitError(
-            507,
+        raise InsufficientMemory(
             f"{new_workers} more workers for model {model} need about {need // MIB} MiB "
             f"({per_worker // MIB} MiB each, {how}) but {max(free, 0) // MIB} MiB are available "
             f"(MemAvailable less a {MEMORY_RESERVE_FRACTION:.0%} reserve); ask for fewer workers or free memory",

@@ -39,17 +39,24 @@ import orjson
 from hookserve.archive import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
 from hookserve.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
-from hookserve.errors import HookserveError, PluginError
+from hookserve.errors import (
+    BadRequest,
+    Conflict,
+    HookserveError,
+    InvalidModelVersion,
+    ModelNotFound,
+    ModelVersionNotFound,
+    PluginError,
+)
 from hookserve.garbage_collection import settle_heap
 from hookserve.limits import (
-    LimitError,
     WorkerBounds,
     check_memory,
     estimated_worker_bytes,
     private_bytes,
     strict_int,
 )
-from hookserve.model_sources import ManagementError, model_settings, resolve_model_url, validate_name
+from hookserve.model_sources import model_settings, resolve_model_url, validate_name
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 from hookserve.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
@@ -213,13 +220,11 @@ class ModelManager:
     def find(self, name: str, version: str | None) -> ModelVersion:
         versions = self.models.get(name)
         if not versions:
-            raise ManagementError(404, "ModelNotFoundException", f"Model not found: {name}")
+            raise ModelNotFound(f"Model not found: {name}")
         number = version or self.defaults[name]
         found = versions.get(number)
         if found is None:
-            raise ManagementError(
-                404, "ModelVersionNotFoundException", f"Model version: {number} does not exist for model: {name}"
-            )
+            raise ModelVersionNotFound(f"Model version: {number} does not exist for model: {name}")
         return found
 
     def add_version(
@@ -250,9 +255,7 @@ class ModelManager:
         for worker in version.workers:
             self.retire(version, worker, delay=RETIRE_DELAY_S if version.state == "READY" else 0.0)
         version.workers = []
-        gone = ManagementError(
-            500,
-            "InternalServerException",
+        gone = HookserveError(
             f"Model {version.name} version {version.version} was unregistered before its workers were ready",
         )
         for waiter in version.waiters:
@@ -397,7 +400,7 @@ class ModelManager:
         handler = getattr(self, f"op_{op}", None)
         try:
             if handler is None:
-                raise ManagementError(400, "BadRequestException", f"unknown control operation {op!r}")
+                raise BadRequest(f"unknown control operation {op!r}")
             handler(conn, message)
         except HookserveError as exc:
             conn.fail(exc)
@@ -408,28 +411,24 @@ class ModelManager:
     def op_register(self, conn: ControlServerSide, message: dict) -> None:
         url = message.get("url")
         if not url:
-            raise ManagementError(400, "BadRequestException", "Parameter url is required.")
+            raise BadRequest("Parameter url is required.")
         name = message.get("model_name")
         for key, value in (("url", url), ("model_name", name)):
             if value is not None and not isinstance(value, str):
-                raise ManagementError(400, "BadRequestException", f"Parameter {key} must be a string")
+                raise BadRequest(f"Parameter {key} must be a string")
         if name is not None:
             validate_name("model_name", name)
         if message.get("runtime") not in (None, "python", "python3"):
-            raise ManagementError(
-                400, "BadRequestException", f"runtime {message['runtime']!r} is not supported (python only)"
-            )
+            raise BadRequest(f"runtime {message['runtime']!r} is not supported (python only)")
         archive = self.open_model(url, name, message.get("handler"))
         try:
             validate_name("model version", archive.version)
-        except ManagementError:
+        except BadRequest:
             self.discard(archive)
             raise
         if archive.version in self.models.get(archive.name, {}):
             self.discard(archive)
-            raise ManagementError(
-                409,
-                "ConflictStatusException",
+            raise Conflict(
                 f"Model version {archive.version} for model {archive.name} already registered.",
             )
         try:
@@ -457,9 +456,7 @@ class ModelManager:
         else:
             high = worker_count("max_worker", given_high)
         if high < low:
-            raise ManagementError(
-                400, "BadRequestException", f"Parameter max_worker={high} is less than min_worker={low}"
-            )
+            raise BadRequest(f"Parameter max_worker={high} is less than min_worker={low}")
         self.check_workers(version.name, version, low, version.archive)
         version.settings.update(min_workers=low, max_workers=high)
         self.scale_to(version, low)
@@ -486,9 +483,7 @@ class ModelManager:
             return
         version = self.find(message["model"], message.get("version"))
         if self.defaults[version.name] == version.version and len(self.models[version.name]) > 1:
-            raise ManagementError(
-                403,
-                "InvalidModelVersionException",
+            raise InvalidModelVersion(
                 f"Cannot remove default version {version.version} for model {version.name}; "
                 "set another version as default first",
             )
@@ -512,13 +507,9 @@ class ModelManager:
         live = version.live() if version else []
         measured = max((private_bytes(w.pid) for w in live if w.pid and w.state == "READY"), default=0)
         per_worker = measured or estimated_worker_bytes(archive.model_dir, archive.serialized_file)
-        try:
-            if version is None or count > version.target:  # fewer workers are always allowed
-                self.bounds.check(name, count, others)
-            check_memory(name, count - len(live), per_worker, measured=bool(measured))
-        except LimitError as exc:
-            kind = "BadRequestException" if exc.code == 400 else "InsufficientMemoryException"
-            raise ManagementError(exc.code, kind, exc.message) from None
+        if version is None or count > version.target:  # fewer workers are always allowed
+            self.bounds.check(name, count, others)
+        check_memory(name, count - len(live), per_worker, measured=bool(measured))
 
     def _answer_or_wait(self, conn: ControlServerSide, version: ModelVersion, message: dict, done: str) -> None:
         self.changed()
@@ -544,7 +535,7 @@ class ModelManager:
                 for waiter in late:
                     waiter.conn.fail(self.unsettled_error(version, now - waiter.since))
 
-    def unsettled_error(self, version: ModelVersion, waited: float) -> ManagementError:
+    def unsettled_error(self, version: ModelVersion, waited: float) -> HookserveError:
         """Why a synchronous call's workers are not all up: how many are, and what failed."""
         live = version.live()
         ready = sum(w.state == "READY" for w in live)
@@ -568,7 +559,7 @@ class ModelManager:
             f"the target stays {version.target} and the manager keeps trying; "
             f"GET /models/{version.name} shows the workers, PUT min_worker changes the target"
         )
-        return ManagementError(500, "InternalServerException", "; ".join(parts))
+        return HookserveError("; ".join(parts))
 
     def changed(self, snapshot: bool = True) -> None:
         """A management change: routes now (before the caller is answered), then the run
@@ -741,9 +732,7 @@ class ModelManager:
         if version.state == "READY":
             return  # its siblings loaded: treated like a crash, restarted with back-off
         version.state, version.error = "FAILED", reason
-        error = ManagementError(
-            500, "InternalServerException", f"Failed to load model {version.name} version {version.version}: {reason}"
-        )
+        error = HookserveError(f"Failed to load model {version.name} version {version.version}: {reason}")
         if version.loaded_at_startup or version.recovered:
             self.failed[version.name] = reason
         waiters, version.waiters = version.waiters, []
@@ -975,9 +964,9 @@ def worker_count(parameter: str, value: object) -> int:
         count = strict_int(value)
     except ValueError:
         message = f"Parameter {parameter}={value!r} is not an integer"
-        raise ManagementError(400, "BadRequestException", message) from None
+        raise BadRequest(message) from None
     if count < 0:
-        raise ManagementError(400, "BadRequestException", f"Parameter {parameter}={count} must not be negative")
+        raise BadRequest(f"Parameter {parameter}={count} must not be negative")
     return count
 
 

@@ -23,7 +23,7 @@ import orjson
 
 from hookserve.busy_poll import BusyPoll
 from hookserve.control import MANAGER_START_WAIT_S, call_manager, describe_manager
-from hookserve.errors import HookserveError, ModelNotFound, ServiceUnavailable, WorkerDied
+from hookserve.errors import HookserveError, ModelNotFound, ResponseTimeout, ServiceUnavailable, WorkerDied
 from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
 from hookserve.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
@@ -38,11 +38,6 @@ UNREACHABLE_FOR_S = 0.2
 # A stat of routes.json per request is measurable; a change is seen within this delay
 # (at once for models this frontend has not seen, and after its own management calls).
 ROUTES_CHECK_S = 0.002
-
-
-class ResponseTimeout(HookserveError):
-    code = 504
-    type = "ResponseTimeoutException"
 
 
 class NotStarted(Exception):

@@ -16,25 +16,16 @@ from urllib.parse import urlsplit
 
 from hookserve.archive import ModelArchive
 from hookserve.config import ServerConfig
-from hookserve.errors import HookserveError
+from hookserve.errors import BadRequest, Conflict, DownloadArchiveError, ModelNotFound
 from hookserve.limits import SETTING_MINIMUMS, strict_int
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 DOWNLOAD_TIMEOUT_S = 60
 
 
-class ManagementError(HookserveError):
-    """A management request refused with a specific status and TorchServe exception type."""
-
-    def __init__(self, code: int, type_: str, message: str):
-        super().__init__(message, code=code, type=type_)
-
-
 def validate_name(what: str, value: str) -> str:
     if not NAME_PATTERN.match(value):
-        raise ManagementError(
-            400,
-            "BadRequestException",
+        raise BadRequest(
             f"{what} {value!r} is invalid: use letters, digits, '_', '-' and '.', starting with a letter or digit",
         )
     return value
@@ -55,7 +46,7 @@ def resolve_model_url(url: str, config: ServerConfig, *, trusted: bool = False) 
             return str(in_store if in_store.exists() else Path(local))
     # TorchServe's rule: an allowed_urls prefix followed by "../" must not reach beyond it
     if ".." in parts.path.split("/"):
-        raise ManagementError(404, "ModelNotFoundException", f"Relative path is not allowed in url: {url}")
+        raise ModelNotFound(f"Relative path is not allowed in url: {url}")
     if parts.scheme in ("http", "https"):
         _check_allowed(url, config)
         return _download(url, config)
@@ -63,49 +54,45 @@ def resolve_model_url(url: str, config: ServerConfig, *, trusted: bool = False) 
         _check_allowed(url, config)
         return parts.path
     if parts.scheme:
-        raise ManagementError(400, "BadRequestException", f"model url scheme {parts.scheme!r} is not supported")
+        raise BadRequest(f"model url scheme {parts.scheme!r} is not supported")
     path = Path(url)
     if path.is_absolute():
         _check_allowed(url, config)
         return url
     if not config.model_store:
-        raise ManagementError(
-            404, "ModelNotFoundException", f"Model not found in model store: {url} (no --model-store is set)"
-        )
+        raise ModelNotFound(f"Model not found in model store: {url} (no --model-store is set)")
     store = Path(config.model_store).resolve()
     candidate = (store / path).resolve()
     if not candidate.is_relative_to(store):
-        raise ManagementError(404, "ModelNotFoundException", f"Model url {url} points outside the model store")
+        raise ModelNotFound(f"Model url {url} points outside the model store")
     if not candidate.exists():
-        raise ManagementError(404, "ModelNotFoundException", f"Model not found in model store: {url}")
+        raise ModelNotFound(f"Model not found in model store: {url}")
     return str(candidate)
 
 
 def _check_allowed(url: str, config: ServerConfig) -> None:
     if not any(re.fullmatch(pattern, url) for pattern in config.allowed_urls):
-        raise ManagementError(
-            404,
-            "ModelNotFoundException",
+        raise ModelNotFound(
             f"Model url {url} is outside the model store and matches none of allowed_urls",
         )
 
 
 def _download(url: str, config: ServerConfig) -> str:
     if not config.model_store:
-        raise ManagementError(400, "BadRequestException", "downloading a model needs --model-store to put it in")
+        raise BadRequest("downloading a model needs --model-store to put it in")
     name = os.path.basename(urlsplit(url).path)
     if not name or not NAME_PATTERN.match(name):
-        raise ManagementError(400, "BadRequestException", f"cannot derive an archive file name from {url}")
+        raise BadRequest(f"cannot derive an archive file name from {url}")
     target = Path(config.model_store) / name
     if target.exists():
-        raise ManagementError(409, "ConflictStatusException", f"{name} already exists in the model store")
+        raise Conflict(f"{name} already exists in the model store")
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
     except OSError as exc:
         target.unlink(missing_ok=True)
-        raise ManagementError(400, "DownloadArchiveException", f"cannot download {url}: {exc}") from None
+        raise DownloadArchiveError(f"cannot download {url}: {exc}") from None
     return str(target)
 
 
@@ -132,30 +119,24 @@ def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, 
         try:
             number = strict_int(value)
         except ValueError:
-            raise ManagementError(400, "BadRequestException", f"{origin}={value!r} is not an integer") from None
+            raise BadRequest(f"{origin}={value!r} is not an integer") from None
         minimum, unit = SETTING_MINIMUMS[setting]
         if number < minimum:
-            raise ManagementError(
-                400, "BadRequestException", f"{origin}={number} is invalid: it must be at least {minimum} ({unit})"
-            )
+            raise BadRequest(f"{origin}={number} is invalid: it must be at least {minimum} ({unit})")
         return number
 
     min_workers = pick("min_workers", "min_worker", "minWorkers", config.workers_per_model(gpu_count))
     max_workers = pick("max_workers", "max_worker", "maxWorkers", min_workers)
     explicit_max = overrides.get("max_worker") is not None or yaml.get("maxWorkers") is not None
     if explicit_max and max_workers < min_workers:
-        raise ManagementError(
-            400,
-            "BadRequestException",
+        raise BadRequest(
             f"{origins['max_workers']}={max_workers} is less than {origins['min_workers']}={min_workers}",
         )
     return {
         "min_workers": min_workers,
         "max_workers": max(min_workers, max_workers),
         "batch_size": pick("batch_size", "batch_size", "batchSize", config.batch_size),
-        "max_batch_delay_ms": pick(
-            "max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms
-        ),
+        "max_batch_delay_ms": pick("max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms),
         "response_timeout_s": pick(
             "response_timeout_s", "response_timeout", "responseTimeout", config.response_timeout_s
         ),

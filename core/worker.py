@@ -23,7 +23,7 @@ import uvloop
 from hookserve.archive import ModelArchive
 from hookserve.busy_poll import BusyPoll
 from hookserve.context import Context
-from hookserve.errors import HookserveError, PredictionError
+from hookserve.errors import BadRequest, HookserveError, PredictionError, WorkerOutOfMemory
 from hookserve.garbage_collection import settle_heap
 from hookserve.handler_entry import HandlerEntry, resolve_handler
 from hookserve.plugin_types import Batcher, BatchSettings
@@ -52,16 +52,6 @@ class WorkerSpec:
     batch_scheduling: bool = False
 
 
-class BadInput(HookserveError):
-    code = 400
-    type = "BadRequestException"
-
-
-class OutOfMemory(HookserveError):
-    code = 507
-    type = "WorkerOutOfMemoryException"
-
-
 def decode_field(content_type: str, data: bytes) -> Any:
     """TorchServe's input decoding: JSON decoded, text as str, anything else as bytes."""
     kind = content_type.split(";", 1)[0].strip().lower()
@@ -69,12 +59,12 @@ def decode_field(content_type: str, data: bytes) -> Any:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise BadInput(f"body declared as {kind} is not valid JSON: {exc}") from None
+            raise BadRequest(f"body declared as {kind} is not valid JSON: {exc}") from None
     if kind.startswith("text/"):
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadInput(f"body declared as {kind} is not UTF-8: {exc}") from None
+            raise BadRequest(f"body declared as {kind} is not UTF-8: {exc}") from None
     return data
 
 
@@ -113,7 +103,7 @@ class BatchRunner:
             try:
                 rows.append({f.name: decode_field(f.content_type, f.data) for f in request.fields})
                 runnable.append(position)
-            except BadInput as exc:
+            except BadRequest as exc:
                 replies[position] = error_reply(request.key, exc)
         if runnable:
             for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows), strict=False):
@@ -135,7 +125,7 @@ class BatchRunner:
             if isinstance(exc, HookserveError):
                 error = exc
             elif is_out_of_memory(exc):
-                error = OutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
+                error = WorkerOutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
             else:
                 error = PredictionError(f"handler failed: {type(exc).__name__}: {exc}")
             log.error(

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from helpers import Server, archive, manifest_json, mgmt, mlp_archive, serving
+from hookserve.errors import InsufficientMemory
 from hookserve.limits import (
-    LimitError,
     check_memory,
     default_max_workers,
     default_max_workers_per_model,
@@ -169,7 +169,7 @@ def test_workers_the_memory_cannot_hold_are_refused_with_507(server):
 
 def test_memory_check_uses_a_measured_worker():
     assert private_bytes(os.getpid()) > 1 << 20
-    with pytest.raises(LimitError) as refused:
+    with pytest.raises(InsufficientMemory) as refused:
         check_memory("m", 1_000_000, private_bytes(os.getpid()), measured=True)
     assert refused.value.code == 507 and "measured from a running worker" in refused.value.message
     check_memory("m", 1, 1 << 20, measured=True)  # one small worker fits
@@ -180,9 +180,7 @@ def test_memory_check_uses_a_measured_worker():
 
 def test_a_scale_that_cannot_complete_says_how_many_workers_started_and_why(server, work):
     marker = work / "slow.marker"
-    reply = mgmt(
-        server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "5"}
-    )
+    reply = mgmt(server, "POST", "/models", params={"url": "slow.mar", "initial_workers": "1", "startup_timeout": "5"})
     assert reply.status_code == 200, reply.text
     marker.touch()
     try:

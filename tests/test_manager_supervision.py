@@ -275,6 +275,7 @@ def test_versions_defaults_and_worker_counts_survive_a_manager_restart(store, tm
             timeout=30,
             what="healthy",
         )
+
         # /ping counts the default version (2.0) only: wait for 1.0's workers too
         def all_versions_up():
             after = {v["modelVersion"]: v for v in requests.get(f"{mgmt}/ver/all", timeout=10).json()}

@@ -13,20 +13,13 @@ import falcon.asgi
 import orjson
 
 from hookserve.config import ServerConfig
-from hookserve.errors import HookserveError
+from hookserve.errors import HookserveError, Unauthorized, error_for_status
 from hookserve.plugin_types import Routes
 
 log = logging.getLogger("hookserve.frontend")
 
 REQUEST_ID_HEADER = "x-request-id"
 JSON_HANDLER = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
-
-# falcon's own errors (no route, bad method) in TorchServe's words.
-FALCON_ERROR_TYPES = {
-    404: "ResourceNotFoundException",
-    405: "MethodNotAllowedException",
-    413: "RequestEntityTooLargeException",
-}
 
 
 class RequestIdMiddleware:
@@ -66,15 +59,6 @@ class ManagementTokenMiddleware:
             raise Unauthorized("management API token missing or wrong: send 'Authorization: Bearer <token>'")
 
 
-class Unauthorized(HookserveError):
-    code = 401
-    type = "TokenAuthorizationException"
-
-
-def error_body(code: int, type_: str, message: str) -> bytes:
-    return orjson.dumps({"code": code, "type": type_, "message": message})
-
-
 async def handle_hookserve_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: HookserveError, params: dict
 ) -> None:
@@ -82,16 +66,12 @@ async def handle_hookserve_error(
         log.error("request %s: %s: %s", getattr(req.context, "request_id", "-"), error.type, error.message)
     resp.status = error.code
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = error_body(error.code, error.type, error.message)
+    resp.data = error.to_json()
 
 
 def serialize_falcon_error(req: falcon.asgi.Request, resp: falcon.asgi.Response, error: falcon.HTTPError) -> None:
-    code = error.status_code
-    message = error.description or error.title
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = error_body(
-        code, FALCON_ERROR_TYPES.get(code, "BadRequestException" if code < 500 else "InternalServerException"), message
-    )
+    resp.data = error_for_status(error.status_code, error.description or error.title).to_json()
 
 
 async def handle_unexpected(
@@ -101,7 +81,7 @@ async def handle_unexpected(
     log.exception("request %s failed in the frontend", request_id)
     resp.status = 500
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = error_body(500, "InternalServerException", f"{type(error).__name__}: {error}")
+    resp.data = HookserveError(f"{type(error).__name__}: {error}").to_json()
 
 
 def build_falcon_app(entries: list[tuple[str, Any, dict]], config: ServerConfig) -> falcon.asgi.App:

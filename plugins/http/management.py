@@ -17,7 +17,7 @@ import orjson
 
 from hookserve.config import ServerConfig, is_loopback
 from hookserve.control import DEFAULT_CALL_TIMEOUT_S, call_manager
-from hookserve.errors import BadRequest, HookserveError
+from hookserve.errors import BadRequest, HookserveError, ManagerTimeout, ModelApiDisabled
 from hookserve.limits import strict_int
 from hookserve.model_client import ModelClient, VersionRoute
 from hookserve.protocol import WorkRequest
@@ -25,11 +25,6 @@ from hookserve.protocol import WorkRequest
 REGISTER_INTS = ("batch_size", "max_batch_delay", "initial_workers", "response_timeout", "startup_timeout")
 SCALE_INTS = ("min_worker", "max_worker")
 DEFAULT_LIST_LIMIT = 100
-
-
-class ModelApiDisabled(HookserveError):
-    code = 405
-    type = "MethodNotAllowedException"
 
 
 async def request_params(req: falcon.asgi.Request, ints: tuple[str, ...]) -> dict[str, Any]:
@@ -85,11 +80,9 @@ class ManagementResources:
         except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             # the manager answers a slow synchronous call itself before this; this is a
             # manager too busy to answer at all
-            raise HookserveError(
+            raise ManagerTimeout(
                 f"the model manager did not answer {message['op']} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
-                "the change may still be in progress (GET /models shows the workers)",
-                code=504,
-                type="RequestTimeoutException",
+                "the change may still be in progress (GET /models shows the workers)"
             ) from None
         self.models.refresh(force=True)  # this frontend's next request sees the change
         resp.status = status
