@@ -274,7 +274,7 @@ class TsKey:
     """What hookserve does with one TorchServe ``config.properties`` key.
 
     ``note`` completes "config.properties key 'KEY' ..." in the warning or the error, and is
-    the README's "what hookserve does" cell. A ``quiet`` value is the one that means what
+    the "what hookserve does" cell of docs/configuration.md. A ``quiet`` value is the one that means what
     hookserve does anyway (``ipex_enable=false``): it is accepted without a word, and any
     other value gets ``does``.
     """
@@ -514,7 +514,7 @@ def _resolve_env(key: str, value: str) -> str:
 
 
 def ts_keys_markdown() -> str:
-    """The README's table of TorchServe keys, generated from ``TS_KEYS``."""
+    """docs/configuration.md's table of TorchServe keys, generated from ``TS_KEYS``."""
     lines = ["| key | hookserve | what hookserve does |", "|---|---|---|"]
     for key, entry in TS_KEYS.items():
         does = entry.does + (f" unless `{entry.quiet}`" if entry.quiet else "")

@@ -19,7 +19,7 @@ from hookserve.cli import serve_config
 from hookserve.config import HONOURED, REFUSED, TS_KEYS, WARNED, ServerConfig, ts_keys_markdown
 from hookserve.errors import ConfigError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 # Every key TorchServe 0.12 reads from config.properties: the constants of its
 # ConfigManager.java (frontend/server/src/main/java/org/pytorch/serve/util/), the "python"
@@ -61,14 +61,14 @@ def test_every_torchserve_key_has_a_decision():
     for key, entry in TS_KEYS.items():
         assert entry.does in (HONOURED, WARNED, REFUSED), key
         assert (entry.apply is not None) == (entry.does == HONOURED), key
-        assert "|" not in entry.note, key  # the README table
+        assert "|" not in entry.note, key  # the docs/configuration.md table
 
 
-def test_readme_table_is_the_code_table():
-    text = README.read_text()
+def test_configuration_doc_table_is_the_code_table():
+    text = CONFIGURATION.read_text()
     found = re.search(r"<!-- ts-keys[^>]*-->\n(.*?)<!-- /ts-keys -->", text, re.S)
-    assert found, "README.md has no ts-keys section"
-    assert found[1] == ts_keys_markdown(), "README.md's table differs: paste `python -m hookserve.config`"
+    assert found, "docs/configuration.md has no ts-keys section"
+    assert found[1] == ts_keys_markdown(), "docs/configuration.md's table differs: paste `python -m hookserve.config`"
 
 
 def test_a_warned_key_is_logged_naming_it(tmp_path, caplog):
