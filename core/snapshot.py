@@ -36,20 +36,26 @@ def write_snapshot(folder: str | os.PathLike, models: dict) -> Path:
     return path
 
 
-def read_snapshot(folder: str | os.PathLike) -> dict | None:
-    """The snapshot's models, or None when there is none (or it is not ours)."""
-    path = Path(folder) / SNAPSHOT_FILE
+def read_versioned(path: Path, unreadable: str) -> dict | None:
+    """A JSON file this format version wrote, or None (missing, unreadable: logged with
+    ``unreadable``, the consequence; or of another version)."""
     try:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, orjson.JSONDecodeError) as exc:
-        log.error("snapshot %s cannot be read (%s); starting without it", path, exc)
+        log.error("%s cannot be read (%s); %s", path, exc, unreadable)
         return None
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-        log.error("snapshot %s has an unknown format; starting without it", path)
+        log.error("%s has an unknown format; %s", path, unreadable)
         return None
-    return data["models"]
+    return data
+
+
+def read_snapshot(folder: str | os.PathLike) -> dict | None:
+    """The snapshot's models, or None when there is none (or it is not ours)."""
+    data = read_versioned(Path(folder) / SNAPSHOT_FILE, "starting without the snapshot")
+    return data["models"] if data else None
 
 
 RUN_STATE_FILE = "state.json"
@@ -66,14 +72,4 @@ def write_run_state(run_dir: str | os.PathLike, models: dict, failed: dict) -> N
 
 def read_run_state(run_dir: str | os.PathLike) -> dict | None:
     """``{"models": ..., "failed": ...}`` as a previous manager of this run left them, or None."""
-    path = Path(run_dir) / RUN_STATE_FILE
-    try:
-        data = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        log.error("run state %s cannot be read (%s); starting as a new server would", path, exc)
-        return None
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-        return None
-    return data
+    return read_versioned(Path(run_dir) / RUN_STATE_FILE, "starting as a new server would")

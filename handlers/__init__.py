@@ -7,8 +7,9 @@ this package, as the builtin plugins do in torch-free frontends, imports no torc
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hookserve.lazy_exports import lazy_exports
 
 # public name -> the module that defines it
 _PUBLIC = {
@@ -29,15 +30,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from hookserve.handlers.image_classifier import ImageClassifier
     from hookserve.handlers.text_classifier import TextClassifier
 
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hookserve.handlers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _PUBLIC)

@@ -119,6 +119,25 @@ def wait_ping(url: str, process: subprocess.Popen, log_path: Path, timeout: floa
     raise AssertionError(f"server not healthy after {timeout}s:\n{log_path.read_text(errors='replace')}")
 
 
+# ``gunicorn -c python:hookserve.gunicorn_conf 'hookserve.app:create_app()'``, the README's plain-gunicorn line
+PLAIN_GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-c",
+    "python:hookserve.gunicorn_conf",
+    "hookserve.app:create_app()",
+]
+TS_CONFIG_SERVE = [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config"]
+
+
+def spawn_logged(argv: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start ``argv`` in its own session (so its whole process group can be signalled), its
+    output in ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
 def pythonpath(site: Path) -> str:
     """``PYTHONPATH`` with ``site`` in front of the inherited one."""
     return os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))

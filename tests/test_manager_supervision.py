@@ -22,6 +22,7 @@ import requests
 import torch
 
 from helpers import (
+    PLAIN_GUNICORN,
     Server,
     alive,
     cmdline,
@@ -32,6 +33,7 @@ from helpers import (
     process_group_pids,
     pythonpath,
     scale_archive,
+    spawn_logged,
     wait_for,
     wait_ping,
 )
@@ -214,14 +216,7 @@ def test_plain_gunicorn_restarts_the_manager_too(store, tmp_path):
         f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}"
     )
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
-            env=dict(os.environ, HOOKSERVE_ARGS=args),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(PLAIN_GUNICORN, log_path, env=dict(os.environ, HOOKSERVE_ARGS=args))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ping(url, process, log_path)

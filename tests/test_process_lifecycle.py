@@ -13,6 +13,8 @@ import pytest
 import requests
 
 from helpers import (
+    PLAIN_GUNICORN,
+    TS_CONFIG_SERVE,
     Server,
     alive,
     archive,
@@ -23,6 +25,7 @@ from helpers import (
     parent_pid,
     process_group_pids,
     serving,
+    spawn_logged,
     wait_for,
     wait_ping,
 )
@@ -87,13 +90,7 @@ def test_ts_config_properties_are_honoured(store, tmp_path):
         "number_of_gpu=0\n"
         "disable_system_metrics=true\n"
     )
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config", str(properties)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = spawn_logged([*TS_CONFIG_SERVE, str(properties)], tmp_path / "server.log")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ping(url, process, tmp_path / "server.log")
@@ -127,14 +124,7 @@ def test_plain_gunicorn_with_the_config_module(store, tmp_path):
         f"--ncs --model-store {store} --models mlp=mlp.mar --workers 1 --inference-address 127.0.0.1:{port} "
         f"--management-address 127.0.0.1:{free_port()} --metrics-address 127.0.0.1:{free_port()}"
     )
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
-        env=dict(os.environ, HOOKSERVE_ARGS=args),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = spawn_logged(PLAIN_GUNICORN, tmp_path / "gunicorn.log", env=dict(os.environ, HOOKSERVE_ARGS=args))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ping(url, process, tmp_path / "gunicorn.log")

@@ -22,7 +22,7 @@ import pytest
 import requests
 import trustme
 
-from helpers import Server, archive, free_port
+from helpers import PLAIN_GUNICORN, TS_CONFIG_SERVE, Server, archive, free_port, spawn_logged
 from hookserve.cli import serve_config
 from hookserve.errors import ConfigError
 from hookserve.server import gunicorn_settings
@@ -177,13 +177,7 @@ def test_ts_config_https_addresses_and_pem_keys_serve_tls(store, pem, tmp_path):
         "vmargs=-Xmx4g -XX:+ExitOnOutOfMemoryError\n"
     )
     log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config", str(properties)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged([*TS_CONFIG_SERVE, str(properties)], log_path)
     try:
         url = f"https://127.0.0.1:{ports['inference']}"
         wait_https(url, process, log_path, pem["ca"])
@@ -209,14 +203,7 @@ def test_plain_gunicorn_serves_tls_from_hookserve_args(store, pem, tmp_path):
         *[arg for name, port in ports.items() for arg in (f"--{name}-address", f"https://127.0.0.1:{port}")],
     ]
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:hookserve.gunicorn_conf", "hookserve.app:create_app()"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, HOOKSERVE_ARGS=shlex.join(args)),
-            start_new_session=True,
-        )
+    process = spawn_logged(PLAIN_GUNICORN, log_path, env=dict(os.environ, HOOKSERVE_ARGS=shlex.join(args)))
     try:
         wait_https(f"https://127.0.0.1:{ports['inference']}", process, log_path, pem["ca"])
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import free_port, wait_ping
+from helpers import TS_CONFIG_SERVE, free_port, spawn_logged, wait_ping
 from hookserve.cli import serve_config
 from hookserve.config import HONOURED, REFUSED, TS_KEYS, WARNED, ServerConfig, ts_keys_markdown
 from hookserve.errors import ConfigError
@@ -199,13 +199,7 @@ def test_default_service_handler_serves_an_archive_that_names_none(tmp_path):
         "default_service_handler=echo_handler\n",
     )
     log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hookserve.cli", "serve", "--ncs", "--ts-config", path],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged([*TS_CONFIG_SERVE, path], log_path)
     try:
         url = f"http://127.0.0.1:{ports['inference']}"
         wait_ping(url, process, log_path)
