@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from hookserve.config import ServerConfig
-from hookserve.model_client import ModelClient
+from hookserve.frontend.model_client import ModelClient
 from hookserve.plugin_types import Routes
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 

@@ -19,7 +19,7 @@ from hookserve.config import (
     read_properties,
 )
 from hookserve.errors import HookserveError
-from hookserve.limits import check_server_settings
+from hookserve.manager.limits import check_server_settings
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +158,7 @@ def serve_config(argv: list[str]) -> ServerConfig:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from hookserve.manager_process import start_manager
+    from hookserve.manager.process import start_manager
 
     config = config_from_args(args)
     # before gunicorn is imported: the manager's import of torch (about a second) overlaps it
@@ -186,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hookserve.archiver import add_archive_arguments, run_archive
+    from hookserve.archive.command import add_archive_arguments, run_archive
 
     parser = argparse.ArgumentParser(prog="hookserve", description="Serve PyTorch models and TorchServe archives.")
     parser.add_argument("--version", action="version", version=f"hookserve {__version__}")

@@ -98,9 +98,9 @@ class ServerConfig:
     frontend_workers: int = 1
     torch_threads: int | None = None
     # Frontends and model workers poll instead of sleeping this long after activity (see
-    # hookserve.busy_poll); 0 turns it off.
+    # hookserve.tuning.busy_poll); 0 turns it off.
     busy_poll_us: int = 300
-    # Frontends and model workers run as SCHED_BATCH (see hookserve.scheduling).
+    # Frontends and model workers run as SCHED_BATCH (see hookserve.tuning.scheduling).
     batch_scheduling: bool = True
     disabled_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
@@ -111,7 +111,7 @@ class ServerConfig:
     management_token: str | None = None
     disable_token_auth: bool = False
     enable_model_api: bool = False
-    # Worker bounds (0: derived from the machine, see hookserve.limits).
+    # Worker bounds (0: derived from the machine, see hookserve.manager.limits).
     max_workers_per_model: int = 0
     max_workers: int = 0
     # TorchServe's default_service_handler: the handler of archives that name none.

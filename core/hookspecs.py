@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from hookserve.archive import ModelArchive
+    from hookserve.archive.reading import ModelArchive
     from hookserve.config import ServerConfig
     from hookserve.context import Context
     from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes

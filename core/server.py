@@ -1,7 +1,7 @@
 """``hookserve serve``: a gunicorn application whose master also owns the model manager.
 
 The same settings serve plain gunicorn through ``hookserve.gunicorn_conf``. The master
-owns the model manager process (``hookserve.manager_process``): it starts it in
+owns the model manager process (``hookserve.manager.process``): it starts it in
 ``on_starting``, restarts it from its master loop when it dies (or stops the server when it
 keeps dying), and stops it in ``on_exit``, after the frontends have finished their
 in-flight requests.
@@ -18,9 +18,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from hookserve.config import ServerConfig
-from hookserve.garbage_collection import settle_heap
-from hookserve.manager_process import ManagerSupervisor, supervise
-from hookserve.scheduling import use_batch_scheduling
+from hookserve.manager.process import ManagerSupervisor, supervise
+from hookserve.tuning.garbage_collection import settle_heap
+from hookserve.tuning.scheduling import use_batch_scheduling
 
 
 def bind_address(host: str, port: int) -> str:
@@ -52,7 +52,7 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     return {
         "bind": [bind_address(host, port) for host, port in config.listeners()],
         "workers": config.frontend_workers,
-        "worker_class": "hookserve.frontend_worker.FrontendWorker",
+        "worker_class": "hookserve.frontend.gunicorn_worker.FrontendWorker",
         "proc_name": "hookserve",
         "on_starting": on_starting,
         "on_exit": on_exit,

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hookserve.handlers.label_mapping import load_label_mapping
-from hookserve.model_files import load_eager, load_torchscript, worker_device
+from hookserve.worker.model_files import load_eager, load_torchscript, worker_device
 
 
 def _hooks(context: Any) -> Any:

@@ -7,7 +7,7 @@
 * any other ``serializedFile``: TorchScript (``torch.jit.load``).
 
 Returns ``None`` for an archive with neither file, so the caller reports that nothing
-could load it. The file reading itself is ``hookserve.model_files``, which ``BaseHandler``'s
+could load it. The file reading itself is ``hookserve.worker.model_files``, which ``BaseHandler``'s
 TorchServe helpers use too.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from hookserve.errors import ArchiveError
 from hookserve.hookspecs import hookimpl
-from hookserve.model_files import load_eager, load_exported, load_torchscript, worker_device
+from hookserve.worker.model_files import load_eager, load_exported, load_torchscript, worker_device
 
 
 @hookimpl(trylast=True)

@@ -347,7 +347,7 @@ def scale_archive(work: Path, version: str, factor: float, file_name: str, name:
 
 def folder_archive(model_dir: Path, files: dict[str, str] | None = None, name: str = "m", **model: str):
     """A folder archive written in place: ``files`` plus a manifest with ``model`` keys."""
-    from hookserve.archive import open_archive
+    from hookserve.archive.reading import open_archive
 
     for filename, text in (files or {}).items():
         (model_dir / filename).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""hookserve.archive and hookserve.archiver on real files, and against torch-model-archiver 0.12."""
+"""hookserve.archive.reading and hookserve.archive.command on real files, and against torch-model-archiver 0.12."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from helpers import manifest_json
-from hookserve.archive import ArchiveOptions, ModelArchive, open_archive, write_archive
-from hookserve.archiver import add_archive_arguments, run_archive
+from hookserve.archive.command import add_archive_arguments, run_archive
+from hookserve.archive.reading import ArchiveOptions, ModelArchive, open_archive, write_archive
 from hookserve.errors import ArchiveError
 
 HANDLER_SOURCE = "def handle(data, context):\n    return [len(data)]\n"

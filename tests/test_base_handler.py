@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import folder_archive
-from hookserve.archive import ModelArchive
+from hookserve.archive.reading import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import ArchiveError
 from hookserve.handlers.base_handler import BaseHandler
@@ -389,7 +389,7 @@ def test_handler_plugin_implements_only_overridden_stages(pm: pluggy.PluginManag
 def test_a_plugin_adapts_a_handler_the_builtin_does_not(eager: ModelArchive, pm: pluggy.PluginManager) -> None:
     """``hookserve_handler_plugin``: the worker asks the plugins to adapt the model's handler;
     a plugin's adapter comes before the builtin's (which knows only BaseHandler subclasses)."""
-    from hookserve.worker import load_model
+    from hookserve.worker.bootstrap import load_model
 
     class Stages:
         def __init__(self, handler):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hookserve.busy_poll import BusyPoll
+from hookserve.tuning.busy_poll import BusyPoll
 
 
 class CountingPoll(BusyPoll):

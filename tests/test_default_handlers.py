@@ -13,10 +13,10 @@ from PIL import Image
 
 from helpers import folder_archive
 from hookserve.context import Context
-from hookserve.handler_entry import HandlerEntry
 from hookserve.handlers.image_classifier import image_tensor
 from hookserve.pluginmanager import Hooks, create_plugin_manager
-from hookserve.worker import load_model
+from hookserve.worker.bootstrap import load_model
+from hookserve.worker.handler_entry import HandlerEntry
 
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 

@@ -12,7 +12,7 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn_h1c import H1CProtocol
 
-from hookserve.frontend_worker import FrontendProtocol, use_frontend_protocol
+from hookserve.frontend.gunicorn_worker import FrontendProtocol, use_frontend_protocol
 
 
 async def length_app(scope, receive, send):

@@ -56,7 +56,7 @@ def test_a_plugin_can_place_workers_before_the_builtin(hooks):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_worker_model_lands_on_its_gpu(tmp_path, hooks):
     from helpers import folder_archive
-    from hookserve.worker import load_model
+    from hookserve.worker.bootstrap import load_model
 
     (tmp_path / "model.py").write_text(
         "import torch\nclass M(torch.nn.Linear):\n    def __init__(self):\n        super().__init__(2, 2)\n"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from helpers import folder_archive
-from hookserve.archive import ModelArchive
+from hookserve.archive.reading import ModelArchive
 from hookserve.context import Context
 from hookserve.errors import ArchiveError
-from hookserve.handler_entry import resolve_handler
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.image_classifier import ImageClassifier
 from hookserve.pluginmanager import Hooks
+from hookserve.worker.handler_entry import resolve_handler
 
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 

@@ -20,7 +20,7 @@ import pytest
 
 from helpers import Server, archive, manifest_json, mgmt, mlp_archive, serving
 from hookserve.errors import InsufficientMemory
-from hookserve.limits import (
+from hookserve.manager.limits import (
     check_memory,
     default_max_workers,
     default_max_workers_per_model,
@@ -296,9 +296,9 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
     import socket
 
     from hookserve.config import ServerConfig
-    from hookserve.control import CONTROL_SOCKET
     from hookserve.errors import HookserveError
     from hookserve.plugins.http import management
+    from hookserve.wire.control import CONTROL_SOCKET
 
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.bind(str(tmp_path / CONTROL_SOCKET))
@@ -317,7 +317,7 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
 def test_a_snapshot_past_the_bounds_is_cut_to_them_at_start(work, tmp_path):
     """A snapshot written before the bounds existed (the issue's min_worker=100000) must not
     fork past them when the server restores it."""
-    from hookserve.snapshot import read_snapshot, write_snapshot
+    from hookserve.manager.snapshot import read_snapshot, write_snapshot
 
     snapshots = tmp_path / "snapshot"
     args = ["--model-store", str(work / "store"), "--snapshot-dir", str(snapshots), "--max-workers-per-model", "2"]

@@ -29,7 +29,7 @@ from helpers import (
     wait_for,
     wait_ping,
 )
-from hookserve.garbage_collection import YOUNG_GENERATION_THRESHOLD
+from hookserve.tuning.garbage_collection import YOUNG_GENERATION_THRESHOLD
 
 SAMPLE = [0.5] * 64
 
@@ -200,7 +200,7 @@ def handle(data, context):
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux only")
 @pytest.mark.parametrize("flags", [[], ["--no-batch-scheduling"]], ids=["default", "turned-off"])
 def test_frontends_and_model_workers_run_as_batch_tasks(tmp_path, flags):
-    """See hookserve.scheduling; the gunicorn master and the manager keep the default policy."""
+    """See hookserve.tuning.scheduling; the gunicorn master and the manager keep the default policy."""
     batch = not flags
     archive(tmp_path, "sched", "handler.py", files={"handler.py": SCHEDULING_HANDLER})
     args = ["--model-store", str(tmp_path / "store"), "--models", "sched.mar", "--workers", "1", *flags]
@@ -233,7 +233,7 @@ def handle(data, context):
 
 
 def test_model_workers_freeze_the_start_up_heap(tmp_path):
-    """See hookserve.garbage_collection: the worker inherits a frozen heap from the manager and
+    """See hookserve.tuning.garbage_collection: the worker inherits a frozen heap from the manager and
     freezes again once its model is loaded; young objects are collected every 10 000 net
     allocations instead of 700."""
     archive(tmp_path, "gcstate", "handler.py", files={"handler.py": GC_HANDLER})

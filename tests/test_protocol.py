@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from helpers import Server, mlp_archive, mlp_expected, serving
-from hookserve.protocol import (
+from hookserve.wire.framing import (
     Field,
     FrameReader,
     Reply,
@@ -23,7 +23,7 @@ from hookserve.protocol import (
     encode_reply,
     encode_request,
 )
-from hookserve.started_board import StartedBoard
+from hookserve.wire.started_board import StartedBoard
 
 
 def stream_of(frames: list[list[bytes]]) -> bytes:

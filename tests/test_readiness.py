@@ -234,7 +234,7 @@ def version(min_workers: int, *states: str) -> dict:
 
 
 def test_health_rule_counts_ready_workers_of_default_versions(tmp_path):
-    from hookserve.model_client import ModelClient
+    from hookserve.frontend.model_client import ModelClient
 
     client = ModelClient(str(tmp_path))
     assert client.health() == ("Unhealthy", ["the model manager has not started"])
@@ -284,8 +284,8 @@ def test_health_rule_counts_ready_workers_of_default_versions(tmp_path):
     ],
 )
 def test_a_call_waits_for_a_starting_manager_then_says_why(tmp_path, monkeypatch, state, bound, message):
-    from hookserve import control
     from hookserve.errors import ServiceUnavailable
+    from hookserve.wire import control
 
     monkeypatch.setattr(control, bound, 0.3)
     write_routes(tmp_path, {}, state=state, reason="it died")
@@ -300,7 +300,7 @@ def test_a_call_waits_for_a_starting_manager_then_says_why(tmp_path, monkeypatch
 
 def test_a_call_made_while_starting_is_answered_once_the_manager_listens(tmp_path):
     """The wait ends as soon as the control socket listens: the call then gets its answer."""
-    from hookserve import control
+    from hookserve.wire import control
 
     write_routes(tmp_path, {}, state="starting")
 

@@ -18,7 +18,7 @@ import requests
 
 from helpers import Server, alive, mgmt, mlp_archive, scale_archive, serving
 from hookserve.cli import serve_config
-from hookserve.snapshot import SNAPSHOT_FILE, read_snapshot, write_snapshot
+from hookserve.manager.snapshot import SNAPSHOT_FILE, read_snapshot, write_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ WRITER = textwrap.dedent(
     """
     import sys
 
-    from hookserve.snapshot import write_snapshot
+    from hookserve.manager.snapshot import write_snapshot
 
     folder, counter = sys.argv[1], int(sys.argv[2])
     while True:

@@ -51,7 +51,7 @@ def test_ts_is_provided_by_hookserve_ts():
         ("ts.torch_handler.text_classifier", "hookserve.handlers.text_classifier", "TextClassifier"),
         ("ts.utils.util", "hookserve.handlers.label_mapping", "load_label_mapping"),
         ("ts.utils.util", "hookserve.handlers.label_mapping", "map_class_to_label"),
-        ("ts.utils.util", "hookserve.module_loading", "list_classes_from_module"),
+        ("ts.utils.util", "hookserve.worker.module_loading", "list_classes_from_module"),
     ],
 )
 def test_names_are_hookserves_own_objects(ts_module, hookserve_module, name):

@@ -4,7 +4,7 @@ Only for measuring gunicorn ``sync``/``gthread`` against the ASGI frontend (see 
 it is not part of hookserve. It reads ``routes.json`` from the run folder of a running
 ``hookserve serve`` (``$HOOKSERVE_RUN_DIR``) and forwards ``POST /predictions/{model}[/{version}]``
 to a READY model worker over a blocking Unix socket, with hookserve's own framing
-(``hookserve.protocol``) and the same body -> fields parsing as the ASGI app (a raw JSON body
+(``hookserve.wire.framing``) and the same body -> fields parsing as the ASGI app (a raw JSON body
 is one field named ``body``). Like the ASGI client it picks the worker with the fewest
 requests in flight from this process. Each thread keeps its own connection per worker
 socket, so a connection carries one request at a time (no multiplexing is needed).
@@ -27,12 +27,12 @@ import orjson
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError, ModelNotFound, RequestTooLarge, ServiceUnavailable, WorkerDied
 from hookserve.plugins.http.bodies import body_fields, query_fields
-from hookserve.protocol import FRAME_HEADER, Reply, WorkRequest, encode_request
+from hookserve.wire.framing import FRAME_HEADER, Reply, WorkRequest, encode_request
 
 try:  # workers also send {"started": [ids]} notices (protocol since 38fc7c0)
-    from hookserve.protocol import decode_worker_frame
+    from hookserve.wire.framing import decode_worker_frame
 except ImportError:  # older protocol: every frame from a worker is a reply
-    from hookserve.protocol import decode_reply as decode_worker_frame
+    from hookserve.wire.framing import decode_reply as decode_worker_frame
 
 SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 

@@ -24,7 +24,7 @@ import falcon.asgi
 from falcon.media.multipart import MultipartFormHandler, MultipartParseError
 
 from hookserve.errors import BadRequest, RequestTooLarge
-from hookserve.protocol import Field
+from hookserve.wire.framing import Field
 
 TEXT = "text/plain; charset=utf-8"
 

@@ -6,9 +6,9 @@ import falcon
 import falcon.asgi
 
 from hookserve.config import ServerConfig
-from hookserve.model_client import UNHEALTHY, ModelClient
+from hookserve.frontend.model_client import UNHEALTHY, ModelClient
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
-from hookserve.protocol import WorkRequest
+from hookserve.wire.framing import WorkRequest
 
 # Hop-by-hop and framing headers are the frontend's business, not the handler's.
 SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})

@@ -16,11 +16,11 @@ import falcon.asgi
 import orjson
 
 from hookserve.config import ServerConfig, is_loopback
-from hookserve.control import DEFAULT_CALL_TIMEOUT_S, call_manager
 from hookserve.errors import BadRequest, HookserveError, ManagerTimeout, ModelApiDisabled
-from hookserve.limits import strict_int
-from hookserve.model_client import ModelClient, VersionRoute
-from hookserve.protocol import WorkRequest
+from hookserve.frontend.model_client import ModelClient, VersionRoute
+from hookserve.manager.limits import strict_int
+from hookserve.wire.control import DEFAULT_CALL_TIMEOUT_S, call_manager
+from hookserve.wire.framing import WorkRequest
 
 REGISTER_INTS = ("batch_size", "max_batch_delay", "initial_workers", "response_timeout", "startup_timeout")
 SCALE_INTS = ("min_worker", "max_worker")

@@ -15,7 +15,7 @@ import yaml
 
 from hookserve.errors import PredictionError
 from hookserve.handlers.label_mapping import load_label_mapping, map_class_to_label
-from hookserve.module_loading import list_classes_from_module
+from hookserve.worker.module_loading import list_classes_from_module
 
 __all__ = [
     "PredictionException",

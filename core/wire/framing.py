@@ -17,7 +17,7 @@ may come back in any order.
 
 The frontend also sends two notices, with an empty payload: ``{"board": path}`` first on
 every connection (the shared-memory board where the worker marks which requests it has
-started, see ``hookserve.started_board``), and ``{"cancel": key}`` when a client has gone
+started, see ``hookserve.wire.started_board``), and ``{"cancel": key}`` when a client has gone
 away (the worker drops that request if it has not started it).
 """
 

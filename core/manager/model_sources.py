@@ -14,10 +14,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hookserve.archive import ModelArchive
+from hookserve.archive.reading import ModelArchive
 from hookserve.config import ServerConfig
 from hookserve.errors import BadRequest, Conflict, DownloadArchiveError, ModelNotFound
-from hookserve.limits import SETTING_MINIMUMS, strict_int
+from hookserve.manager.limits import SETTING_MINIMUMS, strict_int
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 DOWNLOAD_TIMEOUT_S = 60
@@ -99,7 +99,7 @@ def _download(url: str, config: ServerConfig) -> str:
 def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, overrides: dict) -> dict:
     """API parameters > ``model-config.yaml`` > server config > defaults.
 
-    Each value must be an integer within :data:`hookserve.limits.SETTING_MINIMUMS`, and
+    Each value must be an integer within :data:`hookserve.manager.limits.SETTING_MINIMUMS`, and
     ``max_workers`` at least ``min_workers``; a 400 names the parameter or the
     ``model-config.yaml`` key that is wrong.
     """

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from hookserve.errors import ArchiveError
-from hookserve.module_loading import import_from_dir, list_classes_from_module
+from hookserve.worker.module_loading import import_from_dir, list_classes_from_module
 
 
 @dataclass(frozen=True)

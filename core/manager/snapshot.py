@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-log = logging.getLogger("hookserve.snapshot")
+log = logging.getLogger("hookserve.manager.snapshot")
 
 SNAPSHOT_FILE = "snapshot.json"
 FORMAT_VERSION = 1

@@ -7,7 +7,7 @@ reads one JSON object back. An answer is ``{"status": code, "body": {...}}`` or
 
 A call made while the manager is starting (or being restarted by the master) waits for it,
 up to ``MANAGER_START_WAIT_S``, then gets a 503 that says so; the ``manager`` entry of
-``RUN_DIR/routes.json`` tells starting from gone (see ``hookserve.manager_process``).
+``RUN_DIR/routes.json`` tells starting from gone (see ``hookserve.manager.process``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hookserve.module_loading import import_from_dir, list_classes_from_module
+from hookserve.worker.module_loading import import_from_dir, list_classes_from_module
 
 
 def worker_device(context: Any) -> Any:

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import orjson
 
-from hookserve.archive import ModelArchive, archive_stem, open_archive
+from hookserve.archive.reading import ModelArchive, archive_stem, open_archive
 from hookserve.config import ServerConfig
-from hookserve.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
 from hookserve.errors import (
     BadRequest,
     Conflict,
@@ -48,19 +47,20 @@ from hookserve.errors import (
     ModelVersionNotFound,
     PluginError,
 )
-from hookserve.garbage_collection import settle_heap
-from hookserve.limits import (
+from hookserve.manager.limits import (
     WorkerBounds,
     check_memory,
     estimated_worker_bytes,
     private_bytes,
     strict_int,
 )
-from hookserve.model_sources import model_settings, resolve_model_url, validate_name
+from hookserve.manager.model_sources import model_settings, resolve_model_url, validate_name
+from hookserve.manager.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
-from hookserve.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
-from hookserve.worker import WorkerSpec, start_worker
+from hookserve.tuning.garbage_collection import settle_heap
+from hookserve.wire.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
+from hookserve.worker.bootstrap import WorkerSpec, start_worker
 
 log = logging.getLogger("hookserve.manager")
 
@@ -1043,7 +1043,3 @@ def main(argv: list[str] | None = None) -> int:
     settle_heap()
     ModelManager(config, hooks, parent_pid).run()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

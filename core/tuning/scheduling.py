@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 
-log = logging.getLogger("hookserve.scheduling")
+log = logging.getLogger("hookserve.tuning.scheduling")
 
 
 def use_batch_scheduling() -> None:

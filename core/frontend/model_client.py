@@ -21,11 +21,11 @@ from pathlib import Path
 
 import orjson
 
-from hookserve.busy_poll import BusyPoll
-from hookserve.control import MANAGER_START_WAIT_S, call_manager, describe_manager
 from hookserve.errors import HookserveError, ModelNotFound, ResponseTimeout, ServiceUnavailable, WorkerDied
-from hookserve.protocol import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
-from hookserve.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
+from hookserve.tuning.busy_poll import BusyPoll
+from hookserve.wire.control import MANAGER_START_WAIT_S, call_manager, describe_manager
+from hookserve.wire.framing import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
+from hookserve.wire.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 

@@ -1,0 +1,1 @@
+"""Model archives: reading what TorchServe serves, writing what torch-model-archiver writes."""

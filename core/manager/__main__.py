@@ -1,0 +1,7 @@
+"""``python -m hookserve.manager RUN_DIR [MASTER_PID]``: the model manager's process."""
+
+import sys
+
+from hookserve.manager.registry import main
+
+sys.exit(main())

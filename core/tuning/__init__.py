@@ -1,0 +1,1 @@
+"""Process tuning shared by frontends and workers: busy polling, CPU scheduling, the garbage collector."""
