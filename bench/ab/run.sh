@@ -10,8 +10,8 @@
 #   DURATION (s per wrk run, default 4)   DELAY (max batch delay ms, default 5)
 #
 # Each variant is a copy of core/, plugins/ and handlers/ laid out as the `hookserve`
-# package and put first on PYTHONPATH; the python must have hookserve's dependencies and
-# hookserve-ts (PYTHON, default python3 on PATH). Needs wrk, curl and ../shared/bench.
+# package, with a dist-info declaring its builtin plugins, put first on PYTHONPATH; the
+# python must have hookserve's dependencies and hookserve-ts (PYTHON, default python3 on PATH). Needs wrk, curl and ../shared/bench.
 set -euo pipefail
 OUT=$(realpath -m "$1"); BS=${2:-8}; C=${3:-64}; ROUNDS=${4:-5}
 DURATION=${DURATION:-4}; DELAY=${DELAY:-5}
@@ -24,12 +24,22 @@ variant() { # NAME REV: OUT/NAME/hookserve from the revision (or the working tre
   rm -rf "$dst"; mkdir -p "$dst"
   if [ -n "$2" ]; then
     src="$dst/src"; mkdir -p "$src"
-    git -C "$REPO" archive "$2" core plugins handlers | tar -x -C "$src"
+    git -C "$REPO" archive "$2" core plugins handlers pyproject.toml | tar -x -C "$src"
   fi
   cp -r "$src/core" "$dst/hookserve"
   cp -r "$src/plugins" "$dst/hookserve/plugins"
   cp -r "$src/handlers" "$dst/hookserve/handlers"
   find "$dst/hookserve" -name __pycache__ -prune -exec rm -rf {} +
+  # the variant's own builtin plugins: its pyproject's entry points, found before the installed ones
+  "$PYTHON" - "$src/pyproject.toml" "$dst/hookserve-0.1.0.dist-info" <<'PY'
+import os, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+os.makedirs(sys.argv[2])
+open(os.path.join(sys.argv[2], "METADATA"), "w").write(f"Metadata-Version: 2.1\nName: hookserve\nVersion: {project['version']}\n")
+groups = project.get("entry-points", {})
+open(os.path.join(sys.argv[2], "entry_points.txt"), "w").write(
+    "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for g, eps in groups.items()))
+PY
 }
 variant a "${A_REV:-}"; variant b "${B_REV:-}"
 
