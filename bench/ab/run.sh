@@ -8,10 +8,12 @@
 #   A_REV / B_REV   git revision of each variant (default: the working tree)
 #   A_FLAGS / B_FLAGS   extra `hookserve serve` flags, e.g. B_FLAGS=--no-batch-scheduling
 #   DURATION (s per wrk run, default 4)   DELAY (max batch delay ms, default 5)
+#   STARTUPS (default 0): first paired start-ups, A then B, each timed from launch to the first
+#     200 of a prediction, then 2 s idle and the PSS of its process group (bench/pss.py)
 #
 # Each variant is a copy of core/, plugins/ and handlers/ laid out as the `hookserve`
 # package, with a dist-info declaring its builtin plugins, put first on PYTHONPATH; the
-# python must have hookserve's dependencies and hookserve-ts (PYTHON, default python3 on PATH). Needs wrk, curl and ../shared/bench.
+# python must have hookserve's dependencies and hookserve-ts (PYTHON, default python3 on PATH). Needs wrk, curl, bc and ../shared/bench.
 set -euo pipefail
 OUT=$(realpath -m "$1"); BS=${2:-8}; C=${3:-64}; ROUNDS=${4:-5}
 DURATION=${DURATION:-4}; DELAY=${DELAY:-5}
@@ -59,6 +61,32 @@ start() { # NAME FLAGS PORT
     --metrics-address "127.0.0.1:$(free_port)" > "$1.log" 2>&1 &
   MASTERS+=($!)
 }
+startup() { # NAME -> "seconds-to-first-200 idle-PSS-MiB": launch, wait, 2 s idle, measure, stop
+  local port; port=$(free_port); local t0; t0=$(date +%s.%N)
+  start "$1" "${2:-}" "$port"; local master=${MASTERS[-1]}
+  for _ in $(seq 600); do
+    curl -sf -o /dev/null -H 'Content-Type: application/json' --data-binary @work/sample.json \
+      "http://127.0.0.1:$port/predictions/mlp" && break; sleep 0.02
+  done
+  local t1; t1=$(date +%s.%N); sleep 2
+  local pss; pss=$("$PYTHON" "$REPO/bench/pss.py" "$master")
+  kill -TERM -- "-$master"; wait "$master" 2>/dev/null || true; MASTERS=("${MASTERS[@]:0:${#MASTERS[@]}-1}")
+  echo "$(echo "$t1 - $t0" | bc) $(echo "$pss" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["pss_mib"])')"
+}
+if [ "${STARTUPS:-0}" -gt 0 ]; then  # paired start-ups, alternating A and B
+  echo "start-up (s to the first 200) and idle PSS (MiB), A: ${A_REV:-working tree}  B: ${B_REV:-working tree}" | tee startups.txt
+  for r in $(seq "$STARTUPS"); do
+    echo "start-up $r  A $(startup a "${A_FLAGS:-}")  B $(startup b "${B_FLAGS:-}")" | tee -a startups.txt
+  done
+  "$PYTHON" - startups.txt <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]).readlines()[1:]]
+for label, i in (("start-up s", 3), ("idle PSS MiB", 4)):
+    a = [float(w[i]) for w in rows]; b = [float(w[i + 3]) for w in rows]
+    print(f"{label}: median A {statistics.median(a):.2f}, B {statistics.median(b):.2f}; "
+          f"B/A per run {', '.join(f'{y / x:.3f}' for x, y in zip(a, b))}; median B/A {statistics.median(y / x for x, y in zip(a, b)):.3f}")
+PY
+fi
 PA=$(free_port); start a "${A_FLAGS:-}" "$PA"
 PB=$(free_port); start b "${B_FLAGS:-}" "$PB"
 for port in $PA $PB; do
