@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from hookserve.config import ServerConfig
-from hookserve.frontend.model_client import ModelClient
+from hookserve.frontend.request_metrics import model_client
 from hookserve.plugin_types import Routes
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 
@@ -20,6 +20,9 @@ def create_app(config: ServerConfig | None = None) -> Any:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s [frontend] %(levelname)s %(name)s: %(message)s")
     hooks = Hooks(create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins))
-    routes = Routes(models=ModelClient(config.run_dir, config.job_queue_size, config.busy_poll_s), config=config)
+    hooks.configure(config=config)
+    routes = Routes(
+        models=model_client(hooks, config.run_dir, config.job_queue_size, config.busy_poll_s), config=config
+    )
     hooks.http_routes(routes=routes, config=config)
     return hooks.http_app(routes=routes, config=config)

@@ -1,9 +1,11 @@
-"""The ``hookserve`` command: ``serve``, ``archive``, ``plugins`` and ``demo``."""
+"""The ``hookserve`` command: ``serve``, ``archive`` and ``plugins``, and the commands plugins add
+(``hookserve demo`` is the builtin ``demo`` plugin's)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 
@@ -20,6 +22,7 @@ from hookserve.config import (
 )
 from hookserve.errors import HookserveError
 from hookserve.manager.limits import check_server_settings
+from hookserve.pluginmanager import Hooks, create_plugin_manager, plugin_infos
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,13 +69,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep the default CPU scheduling instead of SCHED_BATCH for frontends and model workers",
     )
-    parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
-    parser.add_argument(
-        "--strict-plugins",
-        action="store_true",
-        default=None,
-        help="a broken third-party plugin stops the server instead of being skipped",
-    )
+    add_plugin_arguments(parser)
     parser.add_argument("--job-queue-size", type=int, default=None, help="requests queued per model (503 beyond)")
     parser.add_argument(
         "--allowed-urls",
@@ -157,10 +154,11 @@ def serve_config(argv: list[str]) -> ServerConfig:
     return config_from_args(parser.parse_args(argv))
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace, hooks: Hooks) -> int:
     from hookserve.manager.process import start_manager
 
     config = config_from_args(args)
+    hooks.configure(config=config)
     # before gunicorn is imported: the manager's import of torch (about a second) overlaps it
     manager = start_manager(config)
     from hookserve.server import HookserveApplication
@@ -169,23 +167,33 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_plugins(args: argparse.Namespace) -> int:
-    from hookserve.pluginmanager import create_plugin_manager, plugin_infos
-
-    pm = create_plugin_manager(disabled=args.disabled_plugins or (), strict=args.strict_plugins)
-    for info in plugin_infos(pm):
+def run_plugins(args: argparse.Namespace, hooks: Hooks) -> int:
+    for info in plugin_infos(hooks.pm):
         print(f"{info.name}  [{info.source}]  {info.module}")
         print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from hookserve.demo import run_demo as demo
+def add_plugin_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=None,
+        help="a broken third-party plugin stops the server instead of being skipped",
+    )
 
-    return demo(args)
+
+def command_line_plugins(argv: list[str]) -> Hooks:
+    """The plugins, loaded before the command line is parsed (they add commands to it), with
+    the ``--disable-plugin`` and ``--strict-plugins`` flags given anywhere on it."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_plugin_arguments(early)
+    known, _ = early.parse_known_args(argv)
+    return Hooks(create_plugin_manager(disabled=known.disabled_plugins or (), strict=known.strict_plugins))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(hooks: Hooks) -> argparse.ArgumentParser:
     from hookserve.archive.command import add_archive_arguments, run_archive
 
     parser = argparse.ArgumentParser(prog="hookserve", description="Serve PyTorch models and TorchServe archives.")
@@ -194,27 +202,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the server in the foreground (a gunicorn application)")
     add_serve_arguments(serve)
-    serve.set_defaults(run=run_serve)
+    serve.set_defaults(run=functools.partial(run_serve, hooks=hooks))
 
     archive = commands.add_parser("archive", help="pack a model archive (torch-model-archiver's flags)")
     add_archive_arguments(archive)
     archive.set_defaults(run=run_archive)
 
     plugins = commands.add_parser("plugins", help="list loaded plugins, where they come from and their hooks")
-    plugins.add_argument("--disable-plugin", dest="disabled_plugins", action="append", default=None, metavar="NAME")
-    plugins.add_argument("--strict-plugins", action="store_true", default=None)
-    plugins.set_defaults(run=run_plugins)
+    add_plugin_arguments(plugins)
+    plugins.set_defaults(run=functools.partial(run_plugins, hooks=hooks))
 
-    demo = commands.add_parser("demo", help="build a small demo model and serve it on 127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080, help="inference port (management and metrics use the next two)")
-    demo.add_argument("--dir", default=None, help="where to write the demo archive (default: a temporary folder)")
-    demo.set_defaults(run=run_demo)
+    for command in hooks.cli_commands(core=tuple(commands.choices)).values():
+        sub = commands.add_parser(command.name, help=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        hooks = command_line_plugins(argv)
+        args = build_parser(hooks).parse_args(argv)
         return args.run(args)
     except HookserveError as exc:
         print(f"hookserve: error: {exc.message}", file=sys.stderr)

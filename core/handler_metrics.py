@@ -2,11 +2,15 @@
 
 Values are kept per metric name and unit in the worker (the last value and a running
 count and sum), so handlers written against TorchServe's metrics cache run unchanged.
+When a plugin implements ``hookserve_record_metrics`` the worker also keeps each call as a
+``MetricRecord`` and hands the batch's records to the plugins after the batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from hookserve.plugin_types import MetricRecord
 
 
 @dataclass
@@ -22,6 +26,17 @@ class HandlerMetrics:
     def __init__(self, model_name: str):
         self.model_name = model_name
         self.values: dict[str, MetricValue] = {}
+        self.model_version: str | None = None
+        self.records: list[MetricRecord] | None = None  # kept only for a metrics sink
+
+    def keep_records(self, model_version: str | None) -> None:
+        """From now on keep every metric added as a record, until ``take_records``."""
+        self.model_version = model_version
+        self.records = []
+
+    def take_records(self) -> list[MetricRecord]:
+        records, self.records = self.records or [], []
+        return records
 
     def add_metric(
         self,
@@ -38,6 +53,10 @@ class HandlerMetrics:
         entry.last = float(value)
         entry.count += 1
         entry.total += float(value)
+        if self.records is not None:
+            self.records.append(
+                MetricRecord(name, float(value), unit, self.model_name, self.model_version, _labels(dimensions))
+            )
 
     def add_counter(self, name, value, idx=None, dimensions=None, metric_type="COUNTER"):
         self.add_metric(name, value, "count", idx, dimensions, metric_type)
@@ -53,3 +72,8 @@ class HandlerMetrics:
 
     def add_error(self, name, value, dimensions=None):
         self.add_metric(name, value, "count", None, dimensions, "COUNTER")
+
+
+def _labels(dimensions: list | None) -> dict[str, str]:
+    """TorchServe's ``Dimension(name, value)`` objects as labels."""
+    return {str(d.name): str(d.value) for d in dimensions or () if hasattr(d, "name") and hasattr(d, "value")}

@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from hookserve.archive.reading import ModelArchive
     from hookserve.config import ServerConfig
     from hookserve.context import Context
-    from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes
+    from hookserve.plugin_types import (
+        Batcher,
+        BatchSettings,
+        CliCommand,
+        DeviceRequest,
+        HandlerClass,
+        MetricRecord,
+        ModelEnvironment,
+        Routes,
+    )
 
 PROJECT_NAME = "hookserve"
 
@@ -227,4 +236,94 @@ def hookserve_http_app(routes: Routes, config: ServerConfig) -> Any | None:
         @hookimpl
         def hookserve_http_app(routes, config):
             return MyStarletteApp(routes.table["inference"], config)
+    """
+
+
+# --- every process: configuration ------------------------------------------------------
+
+
+@hookspec(historic=True)
+def hookserve_configure(config: ServerConfig) -> None:
+    """Take the server's configuration once it is loaded.
+
+    Called once in every process that has a plugin manager: ``hookserve serve``'s master,
+    the model manager (whose model workers inherit it) and each frontend worker. The call
+    is historic: a plugin registered later in that process (a model's handler plugin) gets
+    it on registration. Keep what the plugin needs from ``config``; do not change it.
+
+    :param config: the loaded ``ServerConfig`` (``config.model_store``, ``config.run_dir`` ...).
+
+    Example::
+
+        @hookimpl
+        def hookserve_configure(config):
+            settings.model_store = config.model_store
+    """
+
+
+# --- model manager: a model version's dependencies --------------------------------------
+
+
+@hookspec(firstresult=True)
+def hookserve_install_dependencies(archive: ModelArchive, config: ServerConfig) -> ModelEnvironment | None:
+    """Make what a model version needs importable before its workers start.
+
+    Called by the manager once per registered model version, before its first worker is
+    forked; every worker of that version applies the returned environment (its ``sys_path``
+    folders go in front of ``sys.path``, its ``environ`` into ``os.environ``) before it
+    imports the handler. Stops at the first non-None result. The builtin ``dependencies``
+    plugin (``trylast``) adds nothing: the model runs with the server's own packages.
+
+    :param archive: the opened archive; ``archive.requirements_file`` names its
+        requirements.txt inside ``archive.model_dir``, if it has one.
+    :param config: the server configuration.
+    :return: a ``ModelEnvironment``, or ``None`` to leave the decision to other plugins.
+
+    Example::
+
+        @hookimpl
+        def hookserve_install_dependencies(archive, config):
+            if archive.requirements_file:
+                return ModelEnvironment(sys_path=(str(pip_install_target(archive)),))
+    """
+
+
+# --- frontends and model workers: measurements -----------------------------------------
+
+
+@hookspec
+def hookserve_record_metrics(metrics: list[MetricRecord]) -> None:
+    """Receive measurements; every implementation is called.
+
+    A model worker calls it once per batch (``PredictionTime`` and what the handler added to
+    ``context.metrics``, such as ``HandlerTime``); a frontend calls it with the requests it
+    finished since its last call (``ts_inference_latency_microseconds``, one per request).
+    Neither measures nor calls anything when no plugin implements this hook. It runs on the
+    request path: keep it quick (queue the records, export them elsewhere). An exception
+    is logged and never fails a request.
+
+    Example::
+
+        @hookimpl
+        def hookserve_record_metrics(metrics):
+            for m in metrics:
+                statsd.timing(f"{m.model_name}.{m.name}", m.value)
+    """
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+@hookspec
+def hookserve_cli_commands() -> list[CliCommand]:
+    """Add subcommands to ``hookserve`` (``hookserve demo`` is the builtin ``demo`` plugin's).
+
+    Every plugin's list is collected; a name given by two plugins, or one of the core's
+    (``serve``, ``archive``, ``plugins``), is an error naming both.
+
+    Example::
+
+        @hookimpl
+        def hookserve_cli_commands():
+            return [CliCommand(name="hello", help="say hello", add_arguments=lambda p: None, run=lambda args: 0)]
     """

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import argparse
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,48 @@ class Batcher(Protocol):
     def on_replied(self, count: int) -> None: ...
 
     def wait_time(self, queued: int, waited: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class ModelEnvironment:
+    """What a model version's workers add to their interpreter before importing its handler.
+
+    ``hookserve_install_dependencies`` returns one: where it installed the archive's
+    requirements (``sys_path`` folders, put in front of the server's own packages) and the
+    environment variables the model needs (``environ``). The default adds nothing.
+    """
+
+    sys_path: tuple[str, ...] = ()
+    environ: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A ``hookserve NAME`` subcommand supplied by a plugin.
+
+    ``add_arguments(parser)`` declares its flags on its ``argparse`` subparser; ``run(args)``
+    runs it with the parsed arguments and returns the process's exit code.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One measurement handed to ``hookserve_record_metrics``.
+
+    ``name`` and ``unit`` are TorchServe's where it has the metric (``HandlerTime`` in
+    ``ms`` from ``context.metrics``, ``PredictionTime`` per batch, the frontend's
+    ``ts_inference_latency_microseconds`` per request); ``dimensions`` are extra labels
+    (``{"status": "200"}``).
+    """
+
+    name: str
+    value: float
+    unit: str
+    model_name: str
+    model_version: str | None = None
+    dimensions: dict[str, str] = field(default_factory=dict)

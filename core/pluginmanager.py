@@ -24,7 +24,16 @@ import pluggy
 
 from hookserve import hookspecs
 from hookserve.errors import PluginError
-from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes
+from hookserve.plugin_types import (
+    Batcher,
+    BatchSettings,
+    CliCommand,
+    DeviceRequest,
+    HandlerClass,
+    MetricRecord,
+    ModelEnvironment,
+    Routes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,15 +198,49 @@ class Hooks:
 
     def handler_classes(self) -> dict[str, HandlerClass]:
         """All named handler classes; a name claimed by two plugins is an error naming both."""
-        found: dict[str, tuple[HandlerClass, str]] = {}
-        for impl in self._hook.hookserve_handler_classes.get_hookimpls():
+        return self._named("handler name", self._hook.hookserve_handler_classes)
+
+    def _named(self, what: str, caller: pluggy.HookCaller, taken: dict[str, str] | None = None) -> dict[str, Any]:
+        """Every plugin's named items from a register-style hook. A name given twice, or one
+        of ``taken`` (name -> who has it), is an error that names both plugins."""
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in caller.get_hookimpls():
             for item in impl.function() or ():
+                if taken and item.name in taken:
+                    raise PluginError(
+                        f"{what} {item.name!r} of plugin {impl.plugin_name!r} "
+                        f"({self.pm.sources.get(impl.plugin_name, '?')}) is taken by {taken[item.name]}"
+                    )
                 if item.name in found:
                     other = found[item.name][1]
                     raise PluginError(
-                        f"handler name {item.name!r} is registered by plugin {other!r} "
+                        f"{what} {item.name!r} is registered by plugin {other!r} "
                         f"({self.pm.sources.get(other, '?')}) and by plugin {impl.plugin_name!r} "
                         f"({self.pm.sources.get(impl.plugin_name, '?')})"
                     )
                 found[item.name] = (item, impl.plugin_name)
         return {name: item for name, (item, _) in found.items()}
+
+    def configure(self, *, config: Any) -> None:
+        """Hand the loaded config to every plugin, and to those registered later in this process."""
+        self._hook.hookserve_configure.call_historic(kwargs={"config": config})
+
+    def install_dependencies(self, *, archive: Any, config: Any) -> ModelEnvironment:
+        return self._hook.hookserve_install_dependencies(archive=archive, config=config) or ModelEnvironment()
+
+    def records_metrics(self) -> bool:
+        """Whether any plugin takes metrics: without one, nothing is measured for them."""
+        return bool(self._hook.hookserve_record_metrics.get_hookimpls())
+
+    def record_metrics(self, *, metrics: list[MetricRecord]) -> None:
+        """Hand ``metrics`` to every sink; a sink that fails is logged, never the request's failure."""
+        try:
+            self._hook.hookserve_record_metrics(metrics=metrics)
+        except Exception:
+            log.exception("a hookserve_record_metrics implementation failed; %d records dropped", len(metrics))
+
+    def cli_commands(self, *, core: Iterable[str]) -> dict[str, CliCommand]:
+        """Plugins' subcommands by name; a name that two plugins, or a plugin and the core
+        (``core``: the core's command names), both give is an error naming both."""
+        taken = {name: "hookserve's core command" for name in core}
+        return self._named("command", self._hook.hookserve_cli_commands, taken)

@@ -18,9 +18,9 @@ import requests
 import torch
 
 from hookserve.cli import main as hookserve_main
-from hookserve.demo.model import MLP
+from hookserve.plugins.demo.model import MLP
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "core" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "plugins" / "demo"
 
 
 def free_port() -> int:

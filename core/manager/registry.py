@@ -56,7 +56,7 @@ from hookserve.manager.limits import (
 )
 from hookserve.manager.model_sources import model_settings, resolve_model_url, validate_name
 from hookserve.manager.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
-from hookserve.plugin_types import DeviceRequest
+from hookserve.plugin_types import DeviceRequest, ModelEnvironment
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 from hookserve.tuning.garbage_collection import settle_heap
 from hookserve.wire.control import CONTROL_SOCKET, DEFAULT_CALL_TIMEOUT_S, ControlServerSide
@@ -123,6 +123,8 @@ class ModelVersion:
     owns_model_dir: bool = True
     # taken over from a manager that died: a failure to load it again is reported, not dropped
     recovered: bool = False
+    # from hookserve_install_dependencies: what its workers add before importing the handler
+    environment: ModelEnvironment = field(default_factory=ModelEnvironment)
 
     @property
     def name(self) -> str:
@@ -230,7 +232,8 @@ class ModelManager:
     def add_version(
         self, archive: ModelArchive, url: str, settings: dict, *, at_startup: bool, workers: int
     ) -> ModelVersion:
-        version = ModelVersion(archive, url, settings, loaded_at_startup=at_startup)
+        environment = self.hooks.install_dependencies(archive=archive, config=self.config)
+        version = ModelVersion(archive, url, settings, loaded_at_startup=at_startup, environment=environment)
         version.owns_model_dir = Path(archive.model_dir).is_relative_to(self.extract_root)
         self.models.setdefault(archive.name, {})[archive.version] = version
         self.failed.pop(archive.name, None)  # loaded again under that name: no longer a failure
@@ -654,6 +657,7 @@ class ModelManager:
             torch_threads=self.config.torch_threads,
             busy_poll_s=self.config.busy_poll_s,
             batch_scheduling=self.config.batch_scheduling,
+            environment=version.environment,
         )
         pid = os.fork()
         if pid == 0:
@@ -1038,6 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [manager] %(levelname)s %(name)s: %(message)s")
     config = ServerConfig.load(argv[0] if argv else None)
     hooks = Hooks(create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins))
+    hooks.configure(config=config)
     preload_worker_modules(hooks)
     # Before the first fork: workers inherit torch's objects frozen (CPython's advice for forked children).
     settle_heap()

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvloop
 
 from hookserve.archive.reading import ModelArchive
 from hookserve.context import Context
-from hookserve.plugin_types import BatchSettings
+from hookserve.plugin_types import BatchSettings, ModelEnvironment
 from hookserve.pluginmanager import Hooks
 from hookserve.tuning.garbage_collection import settle_heap
 from hookserve.tuning.scheduling import use_batch_scheduling
 from hookserve.worker.batch import BatchRunner
+from hookserve.worker.batch_metrics import metered
 from hookserve.worker.handler_entry import HandlerEntry, resolve_handler
+from hookserve.worker.model_environment import enter_model_environment
 from hookserve.worker.server import WorkerServer
 
 
@@ -38,6 +40,7 @@ class WorkerSpec:
     torch_threads: int | None = None
     busy_poll_s: float = 0.0
     batch_scheduling: bool = False
+    environment: ModelEnvironment = field(default_factory=ModelEnvironment)
 
 
 def load_model(
@@ -72,8 +75,11 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         import torch
 
         torch.set_num_threads(spec.torch_threads)
+    enter_model_environment(spec.environment)
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
     settle_heap()
-    server = WorkerServer(BatchRunner(entry, context), batcher, spec.busy_poll_s)
+    server = WorkerServer(
+        metered(BatchRunner(entry, context), hooks, context, archive.version), batcher, spec.busy_poll_s
+    )
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))

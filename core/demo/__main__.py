@@ -1,8 +1,0 @@
-"""``python -m hookserve.demo FOLDER``: build the demo archive into FOLDER."""
-
-import sys
-from pathlib import Path
-
-from hookserve.demo import build_demo_archive
-
-build_demo_archive(Path(sys.argv[1]))
