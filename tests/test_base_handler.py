@@ -524,6 +524,10 @@ def test_a_plugin_adapts_a_handler_the_builtin_does_not(eager: ModelArchive, pm:
             self.handler = handler
 
         @hookimpl(tryfirst=True)
+        def hookserve_preprocess(self, model, batch):
+            return torch.tensor([row["data"] for row in batch.data]) if model.handler is self.handler else None
+
+        @hookimpl(tryfirst=True)
         def hookserve_postprocess(self, model, data):
             return ["adapted"] * len(data) if model.handler is self.handler else None
 
