@@ -62,9 +62,7 @@ class Batch:
                 f"per request ({len(self.requests)} in this batch)"
             )
         if len(replies) != len(self.requests):
-            raise PredictionError(
-                f"handler returned {len(replies)} items for a batch of {len(self.requests)} requests"
-            )
+            raise PredictionError(f"handler returned {len(replies)} items for a batch of {len(self.requests)} requests")
         return replies
 
 

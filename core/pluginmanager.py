@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pluggy
 
@@ -26,6 +26,10 @@ from hookserve import hookspecs
 from hookserve.errors import PluginError, PredictionError
 from hookserve.pipeline_types import Batch, EncodedOutput, Model
 from hookserve.plugin_types import Batcher, BatchSettings, DeviceRequest, HandlerClass, Routes
+
+if TYPE_CHECKING:
+    from hookserve.archive.reading import ModelArchive
+    from hookserve.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -152,35 +156,35 @@ class Hooks:
         self.pm = pm
         self._hook = pm.hook
 
-    def load(self, *, archive: Any, context: Any) -> Any:
+    def load(self, *, archive: ModelArchive, context: Context) -> Any:
         return self._hook.hookserve_load(archive=archive, context=context)
 
     def handler_plugin(self, *, model: Model) -> object | None:
         return self._hook.hookserve_handler_plugin(model=model)
 
-    def handle_batch(self, *, model: Model, batch: Batch, context: Any) -> Any:
+    def handle_batch(self, *, model: Model, batch: Batch, context: Context) -> Any:
         """The batch's replies, unchecked: the worker checks them (``Batch.check_replies``)."""
         return self._hook.hookserve_handle_batch(model=model, batch=batch, context=context)
 
     # The stages: a stage no plugin answered is an error, never a silent None passed on.
 
-    def preprocess(self, *, model: Model, batch: Batch, context: Any) -> Any:
+    def preprocess(self, *, model: Model, batch: Batch, context: Context) -> Any:
         result = self._hook.hookserve_preprocess(model=model, batch=batch, context=context)
         return result if result is not None else _no_result("preprocess", model)
 
-    def infer(self, *, model: Model, data: Any, context: Any) -> Any:
+    def infer(self, *, model: Model, data: Any, context: Context) -> Any:
         result = self._hook.hookserve_infer(model=model, data=data, context=context)
         return result if result is not None else _no_result("infer", model)
 
-    def postprocess(self, *, model: Model, data: Any, context: Any) -> list:
+    def postprocess(self, *, model: Model, data: Any, context: Context) -> list:
         result = self._hook.hookserve_postprocess(model=model, data=data, context=context)
         return result if result is not None else _no_result("postprocess", model)
 
-    def explain(self, *, model: Model, data: Any, batch: Batch, context: Any) -> list:
+    def explain(self, *, model: Model, data: Any, batch: Batch, context: Context) -> list:
         result = self._hook.hookserve_explain(model=model, data=data, batch=batch, context=context)
         return result if result is not None else _no_result("explain", model)
 
-    def describe(self, *, model: Model, batch: Batch, context: Any) -> list:
+    def describe(self, *, model: Model, batch: Batch, context: Context) -> list:
         result = self._hook.hookserve_describe(model=model, batch=batch, context=context)
         return result if result is not None else _no_result("describe", model)
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hookserve.context import Context
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.hookspecs import hookimpl
 from hookserve.pipeline_types import Batch, Model
+
+if TYPE_CHECKING:
+    from hookserve.context import Context
 
 # BaseHandler method -> the hook it implements
 STAGE_HOOKS = {
@@ -79,10 +81,12 @@ def _stages_plugin(handler: BaseHandler) -> HandlerPlugin | None:
         "preprocess": lambda model, batch: own.preprocess(batch.data) if model.handler is own else None,
         "inference": lambda model, data: own.inference(data) if model.handler is own else None,
         "postprocess": lambda model, data: own.postprocess(data) if model.handler is own else None,
-        "explain_handle": lambda model, data, batch: own.explain_handle(data, batch.data) if model.handler is own else None,
-        "describe_handle": lambda model, batch: [own.describe_handle() for _ in batch.requests]
-        if model.handler is own
-        else None,
+        "explain_handle": lambda model, data, batch: (
+            own.explain_handle(data, batch.data) if model.handler is own else None
+        ),
+        "describe_handle": lambda model, batch: (
+            [own.describe_handle() for _ in batch.requests] if model.handler is own else None
+        ),
     }
     plugin = HandlerPlugin(handler)
     for method in overridden:

@@ -14,11 +14,13 @@ and must not import torch; after the first call the import is a ``sys.modules`` 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hookserve.context import Context
 from hookserve.hookspecs import hookimpl
 from hookserve.pipeline_types import DESCRIBE, EXPLAIN, Batch, Model
+
+if TYPE_CHECKING:
+    from hookserve.context import Context
 
 
 @hookimpl(trylast=True)
@@ -42,7 +44,9 @@ def hookserve_handle_batch(model: Model, batch: Batch, context: Context) -> list
         if batch.kind == EXPLAIN:
             replies = hooks.explain(model=model, data=data, batch=batch, context=context)
         else:
-            replies = hooks.postprocess(model=model, data=hooks.infer(model=model, data=data, context=context), context=context)
+            replies = hooks.postprocess(
+                model=model, data=hooks.infer(model=model, data=data, context=context), context=context
+            )
     context.metrics.add_time("HandlerTime", round((time.time() - started) * 1000, 2), None, "ms")
     return replies
 

@@ -18,7 +18,6 @@ from hookserve.pipeline_types import Model
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 from hookserve.worker.bootstrap import load_model
 
-
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
