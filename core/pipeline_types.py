@@ -25,7 +25,11 @@ EXPLAIN: BatchKind = "explain"
 DESCRIBE: BatchKind = "describe"
 
 
-@dataclass(frozen=True, slots=True)
+# Request and EncodedOutput are built per request: slots, and not frozen, whose __init__
+# is several times slower.
+
+
+@dataclass(slots=True)
 class Request:
     """One request of a batch: its id, its client headers and its decoded fields
     (``{"body": ...}`` or one entry per form field)."""
@@ -88,7 +92,7 @@ class Model:
         return getattr(self.handler, "model", None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EncodedOutput:
     """One reply body and the content type it gets unless the handler set one."""
 

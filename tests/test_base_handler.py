@@ -80,7 +80,7 @@ def load_in_worker(archive: ModelArchive, pm: pluggy.PluginManager, handler: obj
     model, context = load_model(
         archive, hooks, batch_size=2, entry=HandlerEntry(handler, handler.initialize, handler.handle)
     )
-    return BatchRunner(model, context, hooks)
+    return BatchRunner(model, context)
 
 
 def run_batch(runner: BatchRunner, rows: list, kind: str = "predict") -> list[Reply]:
@@ -544,7 +544,7 @@ def test_a_plugin_adapts_a_handler_the_builtin_does_not(eager: ModelArchive, pm:
     hooks = Hooks(pm)
     model, context = load_model(eager, hooks, batch_size=2)
     assert adapter.seen == [model] and pm.has_plugin(f"handler:{eager.name}")
-    assert answers(run_batch(BatchRunner(model, context, hooks), [{"data": row} for row in BATCH])) == [
+    assert answers(run_batch(BatchRunner(model, context), [{"data": row} for row in BATCH])) == [
         "adapted",
         "adapted",
     ]

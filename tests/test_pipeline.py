@@ -194,7 +194,7 @@ def test_a_stage_no_plugin_answers_is_an_error_naming_it(tmp_path):
     model, context = load_model(
         folder_archive(tmp_path, name="partial"), hooks, entry=HandlerEntry(handler, handler.initialize, handler.handle)
     )
-    runner = BatchRunner(model, context, hooks)
+    runner = BatchRunner(model, context)
     (reply,) = runner.run([WorkRequest("r1", "predict", {}, [Field("body", "application/json", orjson.dumps(ROW))], 1)])
 
     assert reply.status == 500

@@ -13,7 +13,6 @@ import orjson
 from hookserve.context import Context
 from hookserve.errors import BadRequest, HookserveError, PredictionError, WorkerOutOfMemory
 from hookserve.pipeline_types import Batch, Model, Request
-from hookserve.pluginmanager import Hooks
 from hookserve.wire.framing import Reply, WorkRequest
 
 log = logging.getLogger("hookserve.worker")
@@ -37,10 +36,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class BatchRunner:
     """Runs one batch of one model through the hooks and turns its outputs into replies."""
 
-    def __init__(self, model: Model, context: Context, hooks: Hooks):
+    def __init__(self, model: Model, context: Context):
         self.model = model
         self.context = context
-        self.hooks = hooks
+        self.hooks = model.hooks
 
     def run(self, batch: list[WorkRequest]) -> list[Reply]:
         replies: dict[int, Reply] = {}

@@ -2,8 +2,9 @@
 
 It is forked by the model manager (which has already imported torch), loads the model
 (the handler's ``initialize``, which reaches ``hookserve_load`` only through the
-``context.load_model()`` loader bound here), listens on its own Unix socket, collects requests from
-every frontend into batches and answers each request with one reply frame.
+``context.load_model()`` loader bound here), listens on its own Unix socket, collects
+requests from every frontend into batches, runs each through ``hookserve_handle_batch``
+and answers each request with one reply frame.
 """
 
 from __future__ import annotations
@@ -112,5 +113,5 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
     model, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
     settle_heap()
-    server = WorkerServer(BatchRunner(model, context, hooks), batcher, spec.busy_poll_s)
+    server = WorkerServer(BatchRunner(model, context), batcher, spec.busy_poll_s)
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))
