@@ -8,6 +8,7 @@ content type that the handler may set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hookserve import __version__
@@ -81,9 +82,23 @@ class Context:
         self._request_processor: list[RequestProcessor] | None = None
         self.metrics = metrics if metrics is not None else HandlerMetrics(model_name)
         self.model_yaml_config = model_yaml_config or {}
-        # hookserve's own: the typed hook caller, so BaseHandler runs its stages as hooks.
-        self.hooks: Any = None
-        self.archive: Any = None
+        # hookserve's own: set by the worker to a loader bound to this archive (see load_model)
+        self.model_loader: Callable[[], Any] | None = None
+
+    def load_model(self) -> Any:
+        """The model object of this worker's archive, built by the ``hookserve_load`` hook.
+
+        The one way a handler reaches the loading plugins: the worker binds the loader to
+        this archive and it loads at most once, so ``BaseHandler.initialize`` and a subclass
+        calling ``super().initialize`` share one model, and a handler that never asks (a
+        function handler, a class that sets ``self.model`` itself) causes no load.
+        """
+        if self.model_loader is None:
+            raise RuntimeError(
+                f"model {self.model_name!r}: this context has no model loader; hookserve's worker "
+                "sets one (hookserve.worker.bootstrap.load_model) so BaseHandler can load through hookserve_load"
+            )
+        return self.model_loader()
 
     @property
     def system_properties(self) -> dict:

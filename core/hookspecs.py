@@ -11,10 +11,32 @@ the ``hookserve`` entry-point group::
 ``None``; returning ``None`` means "not mine". Builtin defaults are ``trylast`` so every
 installed plugin is asked before them.
 
-Inside a model worker the model's own handler is adapted into a plugin registered with
-``tryfirst`` for the stages it overrides, so the handler wins, installed plugins fill what
-it leaves out and builtin defaults come last. A wrapper (``@hookimpl(wrapper=True)``) sees
-every stage of every model.
+The model worker owns the pipeline. For every batch of every model it calls
+``hookserve_handle_batch``; the builtin default (``stages``, ``trylast``) runs the stage
+hooks: ``hookserve_preprocess`` -> ``hookserve_infer`` -> ``hookserve_postprocess``, or
+``hookserve_preprocess`` -> ``hookserve_explain`` for an ``explain`` batch, or
+``hookserve_describe``. A stage for which every implementation returns ``None`` is a
+``PredictionError`` that names the stage and the model.
+
+The model's own handler is adapted (``hookserve_handler_plugin``) into a plugin registered
+for that model only, whose implementations are ``tryfirst``, so for every hook the order is:
+
+1. the handler's plugin: a function handler, a plain class or a class that overrides
+   ``handle`` implements ``hookserve_handle_batch`` (its ``handle`` runs exactly as written);
+   a ``BaseHandler`` subclass implements the stages it overrides;
+2. installed plugins, in the reverse order of registration;
+3. builtin defaults (``trylast``): ``BaseHandler``'s own stages.
+
+A wrapper (``@hookimpl(wrapper=True)``) on ``hookserve_handle_batch`` sees every batch of
+every model, whatever its handler; a wrapper on a stage sees that stage wherever the stage
+hooks run.
+
+Loading: the worker calls the handler's ``initialize(context)`` (for a function handler,
+``fn(None, context)``). Handlers never reach the plugin manager; ``BaseHandler.initialize``
+gets its model from ``context.load_model()``, a loader the worker binds to this archive
+that calls ``hookserve_load`` once. So a handler that sets ``self.model`` itself, or a
+function handler, never causes a load, and a subclass that calls ``super().initialize``
+loads once.
 """
 
 from __future__ import annotations
@@ -27,6 +49,7 @@ if TYPE_CHECKING:
     from hookserve.archive.reading import ModelArchive
     from hookserve.config import ServerConfig
     from hookserve.context import Context
+    from hookserve.pipeline_types import Batch, EncodedOutput, Model
     from hookserve.plugin_types import (
         Batcher,
         BatchSettings,
@@ -51,9 +74,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def hookserve_load(archive: ModelArchive, context: Context) -> Any | None:
     """Build the model object of one worker from its archive.
 
-    Called by ``BaseHandler.initialize``. Stops at the first non-None result. The builtin
-    loader (``trylast``) handles an eager ``modelFile`` class plus a state dict (loaded with
-    ``weights_only=True``), TorchScript files and ``torch.export`` programs (``.pt2``).
+    Called when the handler asks for its model (``BaseHandler.initialize`` calls
+    ``context.load_model()``), at most once per worker. Stops at the first non-None result;
+    when every plugin returns ``None`` the worker reports that nothing could load the archive.
+    The builtin loader (``trylast``) handles an eager ``modelFile`` class plus a state dict
+    (loaded with ``weights_only=True``), TorchScript files and ``torch.export`` programs
+    (``.pt2``).
 
     :param archive: the opened model archive (``archive.model_dir``, ``archive.manifest``).
     :param context: the worker's context; ``context.system_properties["gpu_id"]`` is its GPU.
@@ -69,88 +95,162 @@ def hookserve_load(archive: ModelArchive, context: Context) -> Any | None:
 
 
 @hookspec(firstresult=True)
-def hookserve_handler_plugin(handler: Any) -> object | None:
-    """Adapt a model's handler instance into a plugin registered for that model only.
+def hookserve_handler_plugin(model: Model) -> object | None:
+    """Adapt a model's handler into a plugin registered for that model only.
 
     Called once per worker after the handler is resolved and before it is initialized. The
-    plugin returned is registered under ``handler:<model name>``; its stage implementations
-    should be ``tryfirst`` and answer only for ``handler``, so the handler's own methods win,
+    plugin returned is registered under ``handler:<model name>``; its implementations should
+    be ``tryfirst`` and answer only for ``model`` (``model.handler``), so the handler wins,
     installed plugins fill what it leaves out and builtin defaults come last. Stops at the
-    first non-None result. The builtin (``stages``, ``trylast``) adapts ``BaseHandler``
-    subclasses: the stages a subclass overrides become ``tryfirst`` implementations.
+    first non-None result. The builtin (``stages``, ``trylast``) adapts every handler
+    hookserve can run: a ``BaseHandler`` subclass into the stages it overrides, anything
+    else (function, plain class, a class overriding ``handle``) into ``hookserve_handle_batch``.
 
-    :param handler: the model's handler instance (a ``BaseHandler``, a plain class, a module).
+    :param model: the model, whose ``handler`` is the instance (or entry function).
     :return: a plugin object, or ``None`` when this plugin does not adapt such handlers.
 
     Example::
 
         @hookimpl
-        def hookserve_handler_plugin(handler):
-            if isinstance(handler, MyFrameworkHandler):
-                return MyFrameworkStages(handler)
+        def hookserve_handler_plugin(model):
+            if isinstance(model.handler, MyFrameworkHandler):
+                return MyFrameworkStages(model.handler)
     """
 
 
-# --- model worker: the stages of one batch ---------------------------------------------
+# --- model worker: one batch -----------------------------------------------------------
 
 
 @hookspec(firstresult=True)
-def hookserve_preprocess(handler: Any, data: list[dict], context: Context) -> Any | None:
-    """Turn the batch of request inputs into what ``hookserve_infer`` takes.
+def hookserve_handle_batch(model: Model, batch: Batch, context: Context) -> list | None:
+    """Run one batch of ``model``: one reply per request, in request order.
 
-    Stops at the first non-None result.
+    Called by the worker for every batch of every model; stops at the first non-None result,
+    which must be a list as long as the batch (an exception object in place of an item
+    fails that request alone). A handler that owns its ``handle`` answers first (its
+    adapter is ``tryfirst``); the builtin default (``stages``, ``trylast``) runs the stage
+    hooks. Wrap it to see every batch::
 
-    :param handler: the model's handler instance (``handler.model``, ``handler.device``).
-    :param data: one dict per request (``{"body": ...}``, form field names, ...).
-    :param context: the request batch's context (headers, request ids, response status).
+        @hookimpl(wrapper=True)
+        def hookserve_handle_batch(model, batch, context):
+            started = time.perf_counter()
+            replies = yield
+            log.info("%s: %d requests in %.1f ms", model.name, len(batch), (time.perf_counter() - started) * 1e3)
+            return replies
+
+    :param model: the model (``model.handler``, ``model.loaded``, ``model.device``).
+    :param batch: the requests (``batch.kind``, ``batch.requests``; ``batch.data`` is the list
+        of one dict per request that a TorchServe ``handle(data, context)`` takes).
+    :param context: the handler's context, pointed at this batch (headers, request ids,
+        response status and headers).
+    """
+
+
+@hookspec(firstresult=True)
+def hookserve_preprocess(model: Model, batch: Batch, context: Context) -> Any | None:
+    """Turn the batch's request inputs into what ``hookserve_infer`` takes.
+
+    Stops at the first non-None result; ``None`` from every plugin is an error.
 
     Example::
 
         @hookimpl
-        def hookserve_preprocess(handler, data, context):
-            return torch.stack([torch.as_tensor(row["body"]) for row in data])
+        def hookserve_preprocess(model, batch, context):
+            return torch.stack([torch.as_tensor(row["body"]) for row in batch.data]).to(model.device)
     """
 
 
 @hookspec(firstresult=True)
-def hookserve_infer(handler: Any, data: Any, context: Context) -> Any | None:
-    """Run the model on the preprocessed batch. Stops at the first non-None result.
+def hookserve_infer(model: Model, data: Any, context: Context) -> Any | None:
+    """Run the model on the preprocessed batch ``data``. Stops at the first non-None result.
 
     Example::
 
         @hookimpl
-        def hookserve_infer(handler, data, context):
+        def hookserve_infer(model, data, context):
             with torch.inference_mode():
-                return handler.model(data)
+                return model.loaded(data)
     """
 
 
 @hookspec(firstresult=True)
-def hookserve_postprocess(handler: Any, data: Any, context: Context) -> list | None:
-    """Turn the model output into one reply per request, in request order.
+def hookserve_postprocess(model: Model, data: Any, context: Context) -> list | None:
+    """Turn the model output ``data`` into one reply per request, in request order.
 
     Stops at the first non-None result.
 
     Example::
 
         @hookimpl
-        def hookserve_postprocess(handler, data, context):
+        def hookserve_postprocess(model, data, context):
             return data.argmax(dim=1).tolist()
     """
 
 
 @hookspec(firstresult=True)
-def hookserve_explain(handler: Any, data: Any, raw: list[dict], context: Context) -> list | None:
-    """Explain the model's answer for each request (the ``/explanations`` path).
+def hookserve_explain(model: Model, data: Any, batch: Batch, context: Context) -> list | None:
+    """Explain the model's answer for the requests of an ``explain`` batch (``/explanations``).
 
     :param data: the preprocessed batch.
-    :param raw: the request inputs as they were before preprocessing.
+    :param batch: the requests as they were before preprocessing (``batch.data``).
 
     Example::
 
         @hookimpl
-        def hookserve_explain(handler, data, raw, context):
-            return IntegratedGradients(handler.model).attribute(data, target=0).tolist()
+        def hookserve_explain(model, data, batch, context):
+            return IntegratedGradients(model.loaded).attribute(data, target=0).tolist()
+    """
+
+
+@hookspec(firstresult=True)
+def hookserve_describe(model: Model, batch: Batch, context: Context) -> list | None:
+    """Answer a ``describe`` batch (the management API's ``customized=true``): one item per
+    request. The builtin default gives ``BaseHandler.describe_handle()`` to each.
+
+    Example::
+
+        @hookimpl
+        def hookserve_describe(model, batch, context):
+            return [{"inputs": "3 floats"}] * len(batch) if model.name == "tiny" else None
+    """
+
+
+# --- model worker: request fields in, reply bodies out --------------------------------
+
+
+@hookspec(firstresult=True)
+def hookserve_decode_input(content_type: str, data: bytes) -> Any | None:
+    """Decode one request field (the body, or one form field) for the handler.
+
+    Called once per field; stops at the first non-None result. The builtin ``codecs``
+    plugin (``trylast``) parses JSON, gives ``text/*`` as ``str`` and anything else as
+    ``bytes``; raise ``hookserve.errors.BadRequest`` for a field that is not what its
+    content type says (the client gets a 400). Keep it cheap: it runs on every request.
+
+    Example::
+
+        @hookimpl
+        def hookserve_decode_input(content_type, data):
+            if content_type.startswith("application/x-npy"):
+                return numpy.load(io.BytesIO(data))
+    """
+
+
+@hookspec(firstresult=True)
+def hookserve_encode_output(item: Any) -> EncodedOutput | None:
+    """Encode one handler reply into a body and its default content type.
+
+    Called once per reply; stops at the first non-None result. The builtin ``codecs``
+    plugin (``trylast``) sends ``bytes`` as they are, ``str`` as UTF-8 text and anything
+    else as JSON. A content type the handler set (``context.set_response_content_type``)
+    wins over the one returned here.
+
+    Example::
+
+        @hookimpl
+        def hookserve_encode_output(item):
+            if isinstance(item, numpy.ndarray):
+                return EncodedOutput(item.tobytes(), "application/x-raw-float32")
     """
 
 

@@ -18,12 +18,13 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pluggy
 
 from hookserve import hookspecs
-from hookserve.errors import PluginError
+from hookserve.errors import PluginError, PredictionError
+from hookserve.pipeline_types import Batch, EncodedOutput, Model
 from hookserve.plugin_types import (
     Batcher,
     BatchSettings,
@@ -35,6 +36,10 @@ from hookserve.plugin_types import (
     Routes,
 )
 
+if TYPE_CHECKING:
+    from hookserve.archive.reading import ModelArchive
+    from hookserve.context import Context
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hookserve"
@@ -43,8 +48,8 @@ DISABLE_ENV = "HOOKSERVE_DISABLE_PLUGINS"  # comma-separated names, like --disab
 STRICT_ENV = "HOOKSERVE_STRICT_PLUGINS"  # "1": a broken third-party plugin is fatal
 TRACE_ENV = "HOOKSERVE_TRACE_HOOKS"  # "1": log every hook call (pluggy's tracing)
 
-# Without these a worker cannot run a BaseHandler at all; they cannot be blocked.
-ESSENTIAL_PLUGINS = frozenset({"stages"})
+# Without these a worker cannot run a batch or read a request at all; they cannot be blocked.
+ESSENTIAL_PLUGINS = frozenset({"stages", "codecs"})
 
 
 @dataclass(frozen=True)
@@ -160,23 +165,47 @@ class Hooks:
         self.pm = pm
         self._hook = pm.hook
 
-    def load(self, *, archive: Any, context: Any) -> Any:
+    def load(self, *, archive: ModelArchive, context: Context) -> Any:
         return self._hook.hookserve_load(archive=archive, context=context)
 
-    def preprocess(self, *, handler: Any, data: list, context: Any) -> Any:
-        return self._hook.hookserve_preprocess(handler=handler, data=data, context=context)
+    def handler_plugin(self, *, model: Model) -> object | None:
+        return self._hook.hookserve_handler_plugin(model=model)
 
-    def infer(self, *, handler: Any, data: Any, context: Any) -> Any:
-        return self._hook.hookserve_infer(handler=handler, data=data, context=context)
+    def handle_batch(self, *, model: Model, batch: Batch, context: Context) -> Any:
+        """The batch's replies, unchecked: the worker checks them (``Batch.check_replies``)."""
+        return self._hook.hookserve_handle_batch(model=model, batch=batch, context=context)
 
-    def postprocess(self, *, handler: Any, data: Any, context: Any) -> Any:
-        return self._hook.hookserve_postprocess(handler=handler, data=data, context=context)
+    # The stages: a stage no plugin answered is an error, never a silent None passed on.
 
-    def explain(self, *, handler: Any, data: Any, raw: list, context: Any) -> Any:
-        return self._hook.hookserve_explain(handler=handler, data=data, raw=raw, context=context)
+    def preprocess(self, *, model: Model, batch: Batch, context: Context) -> Any:
+        result = self._hook.hookserve_preprocess(model=model, batch=batch, context=context)
+        return result if result is not None else _no_result("preprocess", model)
 
-    def handler_plugin(self, *, handler: Any) -> object | None:
-        return self._hook.hookserve_handler_plugin(handler=handler)
+    def infer(self, *, model: Model, data: Any, context: Context) -> Any:
+        result = self._hook.hookserve_infer(model=model, data=data, context=context)
+        return result if result is not None else _no_result("infer", model)
+
+    def postprocess(self, *, model: Model, data: Any, context: Context) -> list:
+        result = self._hook.hookserve_postprocess(model=model, data=data, context=context)
+        return result if result is not None else _no_result("postprocess", model)
+
+    def explain(self, *, model: Model, data: Any, batch: Batch, context: Context) -> list:
+        result = self._hook.hookserve_explain(model=model, data=data, batch=batch, context=context)
+        return result if result is not None else _no_result("explain", model)
+
+    def describe(self, *, model: Model, batch: Batch, context: Context) -> list:
+        result = self._hook.hookserve_describe(model=model, batch=batch, context=context)
+        return result if result is not None else _no_result("describe", model)
+
+    def decode_input(self, *, content_type: str, data: bytes) -> Any:
+        """The decoded field; ``None`` only when a plugin decoded it to ``None`` (JSON ``null``)."""
+        return self._hook.hookserve_decode_input(content_type=content_type, data=data)
+
+    def encode_output(self, *, item: Any) -> EncodedOutput:
+        encoded = self._hook.hookserve_encode_output(item=item)
+        if encoded is None:
+            raise PredictionError(f"no plugin can encode a handler output of type {type(item).__name__}")
+        return encoded
 
     def batcher(self, *, settings: BatchSettings) -> Batcher:
         batcher = self._hook.hookserve_batcher(settings=settings)
@@ -244,3 +273,10 @@ class Hooks:
         (``core``: the core's command names), both give is an error naming both."""
         taken = {name: "hookserve's core command" for name in core}
         return self._named("command", self._hook.hookserve_cli_commands, taken)
+
+
+def _no_result(stage: str, model: Model) -> NoReturn:
+    raise PredictionError(
+        f"no plugin produced a result for stage {stage!r} of model {model.name!r} "
+        f"(every implementation of hookserve_{stage} returned None)"
+    )

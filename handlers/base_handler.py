@@ -1,13 +1,17 @@
-"""``BaseHandler``: TorchServe 0.12's base handler, with every stage run through the hooks.
+"""``BaseHandler``: TorchServe 0.12's base handler.
 
 The API and behaviour are TorchServe's (``initialize``, ``preprocess``, ``inference``,
 ``postprocess``, ``handle``, ``explain_handle``, ``describe_handle`` and the attributes),
-so subclasses written for TorchServe run unchanged. What differs is *how* ``handle`` runs a
-stage: it calls ``hookserve_preprocess`` / ``_infer`` / ``_postprocess`` / ``_explain``.
-The methods a subclass overrides are registered as ``tryfirst`` implementations of those
-hooks (``hookserve.plugins.handler_plugin``), installed plugins come next and this class's own
-methods are the ``trylast`` defaults (``hookserve.plugins.stages``); wrappers see them all.
-The model comes from ``hookserve_load``.
+so subclasses written for TorchServe run unchanged; ``handle`` runs the stages as plain
+method calls, as TorchServe's does, so a subclass may call ``super().handle(data, context)``.
+
+A model worker does not call ``handle`` of a subclass that keeps it: it runs the stage hooks
+(``hookserve_preprocess`` / ``_infer`` / ``_postprocess`` / ``_explain`` / ``_describe``),
+where the methods the subclass overrides are ``tryfirst`` implementations
+(``hookserve.plugins.handler_plugin``), installed plugins come next and this class's own
+methods are the ``trylast`` defaults (``hookserve.plugins.stages``), so wrappers see every
+stage. The model comes from ``context.load_model()``, which the worker binds to
+``hookserve_load`` for this archive; this class never reaches the plugin manager.
 """
 
 from __future__ import annotations
@@ -22,17 +26,8 @@ from hookserve.handlers.label_mapping import load_label_mapping
 from hookserve.worker.model_files import load_eager, load_torchscript, worker_device
 
 
-def _hooks(context: Any) -> Any:
-    if context.hooks is None:
-        raise RuntimeError(
-            "context.hooks is not set: a BaseHandler runs its model loading and stages through "
-            "the hooks (set context.hooks = Hooks(create_plugin_manager()))"
-        )
-    return context.hooks
-
-
 class BaseHandler:
-    """Loads the archive's model through ``hookserve_load`` and runs batches through the stage hooks."""
+    """Loads the archive's model through ``context.load_model()``; preprocess -> inference -> postprocess."""
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -48,7 +43,7 @@ class BaseHandler:
         self.model_yaml_config: dict = {}
 
     def initialize(self, context: Any) -> None:
-        """Pick the device, load the model via ``hookserve_load`` and the label mapping."""
+        """Pick the device, load the model (``context.load_model()``) and the label mapping."""
         self.model_yaml_config = context.model_yaml_config
         self.device = worker_device(context)
         self.map_location = self.device.type
@@ -57,13 +52,7 @@ class BaseHandler:
         serialized_file = self.manifest["model"].get("serializedFile")
         self.model_pt_path = os.path.join(model_dir, serialized_file) if serialized_file else None
 
-        self.model = _hooks(context).load(archive=context.archive, context=context)
-        if self.model is None:
-            archive = context.archive
-            raise RuntimeError(
-                f"no plugin could load model {context.model_name!r}: serialized file "
-                f"{archive.serialized_file!r}, model file {archive.model_file!r} in {archive.model_dir}"
-            )
+        self.model = context.load_model()
         if isinstance(self.model, torch.nn.Module):
             try:
                 self.model.eval()
@@ -95,19 +84,18 @@ class BaseHandler:
         return data.tolist()
 
     def handle(self, data: list, context: Any) -> list:
-        """Run one batch: describe, explain or preprocess -> infer -> postprocess, as hooks."""
+        """Run one batch as TorchServe does: describe, explain or preprocess -> inference ->
+        postprocess, chosen by the ``describe`` / ``explain`` request headers."""
         start = time.time()
         self.context = context
         if self._is_describe():
             output = [self.describe_handle()]
         else:
-            hooks = _hooks(context)
-            preprocessed = hooks.preprocess(handler=self, data=data, context=context)
+            preprocessed = self.preprocess(data)
             if self._is_explain():
-                output = hooks.explain(handler=self, data=preprocessed, raw=data, context=context)
+                output = self.explain_handle(preprocessed, data)
             else:
-                output = hooks.infer(handler=self, data=preprocessed, context=context)
-                output = hooks.postprocess(handler=self, data=output, context=context)
+                output = self.postprocess(self.inference(preprocessed))
         context.metrics.add_time("HandlerTime", round((time.time() - start) * 1000, 2), None, "ms")
         return output
 

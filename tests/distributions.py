@@ -51,7 +51,18 @@ def install_distribution(
     # Without setuptools in this environment pip builds in isolation (and fetches it).
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(site), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            *isolation,
+            "--target",
+            str(site),
+            str(source),
+        ],
         check=True,
         timeout=300,
     )

@@ -14,9 +14,9 @@ from PIL import Image
 from helpers import folder_archive
 from hookserve.context import Context
 from hookserve.handlers.image_classifier import image_tensor
+from hookserve.pipeline_types import Model
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 from hookserve.worker.bootstrap import load_model
-from hookserve.worker.handler_entry import HandlerEntry
 
 pytestmark = pytest.mark.usefixtures("forget_archive_modules")
 
@@ -51,12 +51,12 @@ class MeanColor(torch.nn.Module):
         return self.pool(self.conv(x)).flatten(1)
 
 
-def start_model(model_dir: Path, files: dict[str, str], **model: str) -> tuple[HandlerEntry, Context]:
+def start_model(model_dir: Path, files: dict[str, str], **model: str) -> tuple[Model, Context]:
     """Write the archive folder and load its handler exactly as a worker does."""
     archive = folder_archive(model_dir, files, **model)
-    entry, context = load_model(archive, Hooks(create_plugin_manager(third_party=False)), batch_size=2)
+    served, context = load_model(archive, Hooks(create_plugin_manager(third_party=False)), batch_size=2)
     context.start_batch(["id1", "id2"], [{"content-type": "application/octet-stream"}] * 2)
-    return entry, context
+    return served, context
 
 
 def png(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
@@ -74,12 +74,12 @@ def test_image_classifier_top_k_labels(tmp_path: Path) -> None:
         "index_to_name.json": '{"0": "red", "1": "green", "2": "blue"}',
         "model-config.yaml": "handler:\n  topk: 2\n",
     }
-    entry, context = start_model(
+    model, context = start_model(
         tmp_path, files, handler="image_classifier", serializedFile="model.pt", configFile="model-config.yaml"
     )
     image = png((320, 280), RED)
 
-    replies = entry.handle([{"body": image}, {"data": base64.b64encode(image).decode()}], context)
+    replies = model.handler.handle([{"body": image}, {"data": base64.b64encode(image).decode()}], context)
 
     probs = torch.softmax(torch.tensor(NORMALIZED_RED), dim=0).tolist()
     expected = {"red": probs[0], "blue": probs[2]}  # topk 2: green is the least likely
@@ -91,10 +91,10 @@ def test_image_classifier_top_k_labels(tmp_path: Path) -> None:
 
 def test_image_classifier_without_mapping_caps_topk_at_class_count(tmp_path: Path) -> None:
     torch.jit.script(MeanColor()).save(str(tmp_path / "model.pt"))
-    entry, context = start_model(tmp_path, {}, handler="image_classifier", serializedFile="model.pt")
+    model, context = start_model(tmp_path, {}, handler="image_classifier", serializedFile="model.pt")
     context.start_batch(["id1"], [{}])
 
-    (reply,) = entry.handle([{"body": png((224, 224), GREEN)}], context)
+    (reply,) = model.handler.handle([{"body": png((224, 224), GREEN)}], context)
     assert list(reply) == ["1", "2", "0"]  # default topk 5 > 3 classes
 
 
@@ -123,11 +123,11 @@ def test_text_classifier(tmp_path: Path) -> None:
         "vocab.json": '{"good": 1, "bad": 2}',
         "index_to_name.json": '{"0": "positive", "1": "negative"}',
     }
-    entry, context = start_model(
+    model, context = start_model(
         tmp_path, files, handler="text_classifier", modelFile="model.py", serializedFile="weights.pt"
     )
 
-    replies = entry.handle([{"body": b"Good movie"}, {"data": "bad BAD plot, really bad"}], context)
+    replies = model.handler.handle([{"body": b"Good movie"}, {"data": "bad BAD plot, really bad"}], context)
 
     # "plot," and "really" are unknown (id 0), as is the padding of the shorter text.
     positive = torch.softmax(torch.tensor([5.0, 0.0]), dim=0).tolist()

@@ -63,5 +63,5 @@ def test_worker_model_lands_on_its_gpu(tmp_path, hooks):
     )
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "w.pt")
     archive = folder_archive(tmp_path, handler="base_handler", modelFile="model.py", serializedFile="w.pt")
-    entry, context = load_model(archive, hooks, gpu_id=0)
-    assert next(entry.handler.model.parameters()).device == torch.device("cuda:0")
+    model, context = load_model(archive, hooks, gpu_id=0)
+    assert next(model.loaded.parameters()).device == torch.device("cuda:0")

@@ -119,7 +119,17 @@ def test_builtins_are_the_entry_points_of_the_hookserve_distribution():
         for ep in importlib.metadata.entry_points(group="hookserve")
         if ep.dist is not None and ep.dist.metadata["Name"] == "hookserve"
     }
-    assert set(declared) == {"loader", "stages", "gpu", "batching", "handlers", "dependencies", "http", "demo"}
+    assert set(declared) == {
+        "loader",
+        "stages",
+        "codecs",
+        "gpu",
+        "batching",
+        "handlers",
+        "dependencies",
+        "http",
+        "demo",
+    }
     pm = create_plugin_manager(third_party=False)
     version = importlib.metadata.version("hookserve")
     assert pm.sources == {name: f"builtin: hookserve {version}" for name in declared}

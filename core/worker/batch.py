@@ -1,5 +1,6 @@
-"""One batch of a model worker: request fields decoded, the handler run, one reply per
-request encoded."""
+"""One batch of a model worker: request fields decoded (``hookserve_decode_input``), the
+batch run (``hookserve_handle_batch``), one reply per request encoded
+(``hookserve_encode_output``)."""
 
 from __future__ import annotations
 
@@ -11,40 +12,16 @@ import orjson
 
 from hookserve.context import Context
 from hookserve.errors import BadRequest, HookserveError, PredictionError, WorkerOutOfMemory
+from hookserve.pipeline_types import Batch, Model, Request
 from hookserve.wire.framing import Reply, WorkRequest
-from hookserve.worker.handler_entry import HandlerEntry
 
 log = logging.getLogger("hookserve.worker")
 
-KIND_HEADERS = {"explain": {"explain": "True"}, "describe": {"describe": "True"}}
-
-
-def decode_field(content_type: str, data: bytes) -> Any:
-    """TorchServe's input decoding: JSON decoded, text as str, anything else as bytes."""
-    kind = content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/json" or kind.endswith("+json"):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body declared as {kind} is not valid JSON: {exc}") from None
-    if kind.startswith("text/"):
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"body declared as {kind} is not UTF-8: {exc}") from None
-    return data
-
-
-def encode_output(item: Any) -> tuple[bytes, str]:
-    """One handler output -> (body, default content type): bytes raw, str UTF-8, else JSON."""
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return bytes(item), "application/octet-stream"
-    if isinstance(item, str):
-        return item.encode("utf-8"), "text/plain; charset=utf-8"
-    try:
-        return orjson.dumps(item, option=orjson.OPT_SERIALIZE_NUMPY), "application/json"
-    except TypeError as exc:
-        raise PredictionError(f"handler output of type {type(item).__name__} cannot be sent as JSON: {exc}") from None
+# Compatibility view only: TorchServe's frontend marks describe requests with a
+# "describe: True" header (and, by all accounts, explanations with "explain: True"), and
+# TorchServe handlers that override handle, or call BaseHandler.handle, read them through
+# context.get_request_header(0, ...). The pipeline itself decides by the typed Batch.kind.
+TORCHSERVE_KIND_HEADERS = {"explain": {"explain": "True"}, "describe": {"describe": "True"}}
 
 
 def error_reply(key: int, error: HookserveError) -> Reply:
@@ -57,36 +34,38 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 class BatchRunner:
-    """Runs one batch through the handler and turns its outputs into replies."""
+    """Runs one batch of one model through the hooks and turns its outputs into replies."""
 
-    def __init__(self, entry: HandlerEntry, context: Context):
-        self.entry = entry
+    def __init__(self, model: Model, context: Context):
+        self.model = model
         self.context = context
+        self.hooks = model.hooks
 
     def run(self, batch: list[WorkRequest]) -> list[Reply]:
         replies: dict[int, Reply] = {}
-        rows, runnable = [], []
-        for position, request in enumerate(batch):
+        requests, runnable = [], []
+        decode = self.hooks.decode_input
+        for position, work in enumerate(batch):
             try:
-                rows.append({f.name: decode_field(f.content_type, f.data) for f in request.fields})
-                runnable.append(position)
+                inputs = {f.name: decode(content_type=f.content_type, data=f.data) for f in work.fields}
             except BadRequest as exc:
-                replies[position] = error_reply(request.key, exc)
+                replies[position] = error_reply(work.key, exc)
+                continue
+            requests.append(Request(work.id, work.headers, inputs))
+            runnable.append(position)
         if runnable:
-            for position, reply in zip(runnable, self._handle([batch[p] for p in runnable], rows), strict=False):
+            keys = [batch[p].key for p in runnable]
+            for position, reply in zip(runnable, self._handle(Batch(batch[0].kind, requests), keys), strict=True):
                 replies[position] = reply
         return [replies[p] for p in range(len(batch))]
 
-    def _handle(self, batch: list[WorkRequest], rows: list[dict]) -> list[Reply]:
+    def _handle(self, batch: Batch, keys: list[int]) -> list[Reply]:
         context = self.context
-        ids = [r.id for r in batch]
-        keys = [r.key for r in batch]
-        extra = KIND_HEADERS.get(batch[0].kind)
-        headers = [dict(r.headers, **extra) if extra else r.headers for r in batch]
-        context.start_batch(ids, headers)
+        ids = [r.id for r in batch.requests]
+        extra = TORCHSERVE_KIND_HEADERS.get(batch.kind)
+        context.start_batch(ids, [dict(r.headers, **extra) if extra else r.headers for r in batch.requests])
         try:
-            outputs = self.entry.handle(rows, context)
-            self._check_outputs(outputs, len(batch))
+            outputs = batch.check_replies(self.hooks.handle_batch(model=self.model, batch=batch, context=context))
             return [self._reply(i, key, item) for i, (key, item) in enumerate(zip(keys, outputs, strict=True))]
         except Exception as exc:
             if isinstance(exc, HookserveError):
@@ -104,23 +83,13 @@ class BatchRunner:
             )
             return [error_reply(key, error) for key in keys]
 
-    @staticmethod
-    def _check_outputs(outputs: Any, expected: int) -> None:
-        if not isinstance(outputs, list):
-            raise PredictionError(
-                f"handler returned {type(outputs).__name__}, expected a list with one item "
-                f"per request ({expected} in this batch)"
-            )
-        if len(outputs) != expected:
-            raise PredictionError(f"handler returned {len(outputs)} items for a batch of {expected} requests")
-
     def _reply(self, idx: int, key: int, item: Any) -> Reply:
         if isinstance(item, BaseException):
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
             return error_reply(key, error)
-        body, content_type = encode_output(item)
+        encoded = self.hooks.encode_output(item=item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
-        return Reply(key, processor.get_response_status_code(), body, set_type or content_type, headers)
+        return Reply(key, processor.get_response_status_code(), encoded.body, set_type or encoded.content_type, headers)

@@ -1,8 +1,10 @@
 """A model worker: one process, one model version, one device.
 
 It is forked by the model manager (which has already imported torch), loads the model
-through the handler and the hooks, listens on its own Unix socket, collects requests from
-every frontend into batches and answers each request with one reply frame.
+(the handler's ``initialize``, which reaches ``hookserve_load`` only through the
+``context.load_model()`` loader bound here), listens on its own Unix socket, collects
+requests from every frontend into batches, runs each through ``hookserve_handle_batch``
+and answers each request with one reply frame.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uvloop
 
 from hookserve.archive.reading import ModelArchive
 from hookserve.context import Context
+from hookserve.pipeline_types import Model
 from hookserve.plugin_types import BatchSettings, ModelEnvironment
 from hookserve.pluginmanager import Hooks
 from hookserve.tuning.garbage_collection import settle_heap
@@ -24,6 +27,7 @@ from hookserve.worker.batch import BatchRunner
 from hookserve.worker.batch_metrics import metered
 from hookserve.worker.handler_entry import HandlerEntry, resolve_handler
 from hookserve.worker.model_environment import enter_model_environment
+from hookserve.worker.model_files import worker_device
 from hookserve.worker.server import WorkerServer
 
 
@@ -43,22 +47,56 @@ class WorkerSpec:
     environment: ModelEnvironment = field(default_factory=ModelEnvironment)
 
 
+class ArchiveLoader:
+    """``context.model_loader`` of a worker: ``hookserve_load`` for its archive, called at
+    most once (the first caller loads, later callers get the same object).
+
+    Handlers get this narrow callable (through ``context.load_model()``) instead of the
+    plugin manager: they can load their model and nothing else.
+    """
+
+    __slots__ = ("_hooks", "_archive", "_context", "_model")
+
+    def __init__(self, hooks: Hooks, archive: ModelArchive, context: Context):
+        self._hooks = hooks
+        self._archive = archive
+        self._context = context
+        self._model: Any = None
+
+    def __call__(self) -> Any:
+        if self._model is None:
+            archive = self._archive
+            self._model = self._hooks.load(archive=archive, context=self._context)
+            if self._model is None:
+                raise RuntimeError(
+                    f"no plugin could load model {archive.name!r}: serialized file "
+                    f"{archive.serialized_file!r}, model file {archive.model_file!r} in {archive.model_dir}"
+                )
+        return self._model
+
+
 def load_model(
-    archive: ModelArchive, hooks: Hooks, *, gpu_id: int | None = None, batch_size: int = 1
-) -> tuple[HandlerEntry, Context]:
-    """Resolve the archive's handler, register its overrides as this model's plugin and
-    initialize it: what every worker does before serving."""
+    archive: ModelArchive,
+    hooks: Hooks,
+    *,
+    gpu_id: int | None = None,
+    batch_size: int = 1,
+    entry: HandlerEntry | None = None,
+) -> tuple[Model, Context]:
+    """Resolve the archive's handler (unless ``entry`` is given), register its adapter as
+    this model's plugin and initialize it: what every worker does before serving."""
     context = Context(
         archive.name, str(archive.model_dir), archive.manifest, batch_size, gpu_id, model_yaml_config=archive.config
     )
-    context.hooks = hooks
-    context.archive = archive
-    entry = resolve_handler(archive, hooks)
-    plugin = hooks.handler_plugin(handler=entry.handler)
+    context.model_loader = ArchiveLoader(hooks, archive, context)
+    entry = entry or resolve_handler(archive, hooks)
+    device = str(worker_device(context))
+    model = Model(archive.name, archive.version, archive, entry.handler, device, hooks)
+    plugin = hooks.handler_plugin(model=model)
     if plugin is not None:
         hooks.pm.register(plugin, name=f"handler:{archive.name}")
     entry.initialize(context)
-    return entry, context
+    return model, context
 
 
 def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
@@ -76,10 +114,10 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
 
         torch.set_num_threads(spec.torch_threads)
     enter_model_environment(spec.environment)
-    entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
+    model, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
     batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
     settle_heap()
     server = WorkerServer(
-        metered(BatchRunner(entry, context), hooks, context, archive.version), batcher, spec.busy_poll_s
+        metered(BatchRunner(model, context), hooks, context, archive.version), batcher, spec.busy_poll_s
     )
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))

@@ -11,7 +11,7 @@ INFER_TIME_HEADER = "x-example-infer-ms"
 
 
 @hookimpl(wrapper=True)
-def hookserve_infer(handler, data, context):
+def hookserve_infer(model, data, context):
     started = time.perf_counter()
     result = yield
     elapsed_ms = f"{(time.perf_counter() - started) * 1000:.3f}"
