@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hookserve.archive.reading import ArchiveOptions, write_archive
+from hookserve.archive.writing import ArchiveOptions, write_archive
 from hookserve.config import ModelSpec, ServerConfig
 
 HERE = Path(__file__).resolve().parent
