@@ -34,7 +34,7 @@ class WorkerSpec:
     socket_path: str
     gpu_id: int | None
     batch_size: int
-    max_batch_delay_ms: int
+    max_batch_delay: int
     torch_threads: int | None = None
     busy_poll_s: float = 0.0
     batch_scheduling: bool = False
@@ -73,7 +73,7 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
 
         torch.set_num_threads(spec.torch_threads)
     entry, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
-    batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
+    batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay))
     settle_heap()
     server = WorkerServer(BatchRunner(entry, context), batcher, spec.busy_poll_s)
     uvloop.run(server.serve(spec.socket_path, lambda: report("READY")))
