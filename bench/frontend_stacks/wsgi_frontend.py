@@ -116,7 +116,9 @@ class SyncModelClient:
                 reply = self._read_reply(reader)
             except TimeoutError:
                 self._drop(path)  # a late reply must not be read by the next request
-                raise ResponseTimeout(f"the model did not answer within {info['settings']['response_timeout']}s") from None
+                raise ResponseTimeout(
+                    f"the model did not answer within {info['settings']['response_timeout']}s"
+                ) from None
             except OSError:
                 self._drop(path)
                 raise WorkerDied("the model worker died while handling the request") from None

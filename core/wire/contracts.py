@@ -10,6 +10,7 @@ error naming the field (``models.mlp.versions.1.0.workers[0].pid must be an inte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -28,11 +29,9 @@ def decode(cls: type[T], data: object, where: str) -> T:
     errors (an empty ``where`` names the fields alone)."""
     if not isinstance(data, dict):
         raise WireError(f"{where} must be an object, got {_shown(data)}")
-    hints = typing.get_type_hints(cls)
+    hints, fields = _shape(cls)
     values = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if not field.init:
-            continue
+    for field in fields:
         if field.name in data:
             values[field.name] = _value(hints[field.name], data[field.name], _join(where, field.name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
@@ -40,7 +39,16 @@ def decode(cls: type[T], data: object, where: str) -> T:
     return cls(**values)
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[dict[str, Any], tuple[dataclasses.Field, ...]]:
+    """A contract's annotations and fields, worked out once per class (frontends decode the
+    routes table every time it changes)."""
+    return typing.get_type_hints(cls), tuple(f for f in dataclasses.fields(cls) if f.init)
+
+
 def _value(hint: Any, value: object, where: str) -> Any:
+    if hint in _KINDS:  # most fields: checked before anything slower
+        return _scalar(hint, value, where)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -67,6 +75,10 @@ def _value(hint: Any, value: object, where: str) -> Any:
         return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if hint is Any:
         return value
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: type, value: object, where: str) -> Any:
     # bool is an int in Python, never in these contracts; an integer is a fine float
     wanted = (int, float) if hint is float else hint
     if isinstance(value, bool) != (hint is bool) or not isinstance(value, wanted):
