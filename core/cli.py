@@ -52,7 +52,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--frontend-workers", type=int, default=None, help="gunicorn worker processes")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--max-batch-delay", dest="max_batch_delay_ms", type=int, default=None, metavar="MS")
+    parser.add_argument("--max-batch-delay", type=int, default=None, metavar="MS")
     parser.add_argument("--max-request-size", type=int, default=None, metavar="BYTES")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads per worker")
     parser.add_argument(

@@ -89,9 +89,9 @@ class ServerConfig:
     # TorchServe's default: one worker per GPU, else one per CPU core.
     default_workers_per_model: int = 0
     batch_size: int = 1
-    max_batch_delay_ms: int = 100
-    response_timeout_s: int = 120
-    startup_timeout_s: int = 120
+    max_batch_delay: int = 100
+    response_timeout: int = 120
+    startup_timeout: int = 120
     job_queue_size: int = 100
     max_request_size: int = DEFAULT_MAX_REQUEST_SIZE
     number_of_gpu: int | None = None
@@ -337,10 +337,10 @@ TS_KEYS: dict[str, TsKey] = {
         "default_workers_per_model", _int, "model workers per model (0: one per GPU, else one per CPU core)"
     ),
     "default_response_timeout": _honour(
-        "response_timeout_s", _int, "seconds a request may run before 504 (models that set none)"
+        "response_timeout", _int, "seconds a request may run before 504 (models that set none)"
     ),
     "default_startup_timeout": _honour(
-        "startup_timeout_s", _int, "seconds a model worker may take to load (models that set none)"
+        "startup_timeout", _int, "seconds a model worker may take to load (models that set none)"
     ),
     "job_queue_size": _honour("job_queue_size", _int, "requests queued per model (per frontend worker) before 503"),
     "max_request_size": _honour("max_request_size", _int, "largest request body in bytes (413 beyond)"),
@@ -352,7 +352,7 @@ TS_KEYS: dict[str, TsKey] = {
         "batch_size", _int, "hookserve's own key, not TorchServe's: batch size of models that set none"
     ),
     "max_batch_delay": _honour(
-        "max_batch_delay_ms", _int, "hookserve's own key, not TorchServe's: batch delay (ms) of models that set none"
+        "max_batch_delay", _int, "hookserve's own key, not TorchServe's: batch delay (ms) of models that set none"
     ),
     "models": TsKey(
         WARNED,

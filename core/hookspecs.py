@@ -266,7 +266,7 @@ def hookserve_batcher(settings: BatchSettings) -> Batcher | None:
 
         @hookimpl
         def hookserve_batcher(settings):
-            return FixedDelayBatcher(settings.batch_size, settings.max_batch_delay_ms / 1000)
+            return FixedDelayBatcher(settings.batch_size, settings.max_batch_delay / 1000)
     """
 
 

@@ -53,7 +53,7 @@ class Routes:
 class BatchSettings:
     model_name: str
     batch_size: int
-    max_batch_delay_ms: int
+    max_batch_delay: int
 
 
 class Batcher(Protocol):

@@ -35,4 +35,4 @@ class ReplyAwareBatcher:
 
 @hookimpl(trylast=True)
 def hookserve_batcher(settings: BatchSettings) -> ReplyAwareBatcher:
-    return ReplyAwareBatcher(settings.batch_size, settings.max_batch_delay_ms / 1000.0)
+    return ReplyAwareBatcher(settings.batch_size, settings.max_batch_delay / 1000.0)

@@ -1,4 +1,4 @@
-"""hookserve.archive.reading and hookserve.archive.command on real files, and against torch-model-archiver 0.12."""
+"""hookserve.archive.reading, .writing and .command on real files, and against torch-model-archiver 0.12."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 
 from helpers import manifest_json
 from hookserve.archive.command import add_archive_arguments, run_archive
-from hookserve.archive.reading import ArchiveOptions, ModelArchive, open_archive, write_archive
+from hookserve.archive.reading import ModelArchive, open_archive
+from hookserve.archive.writing import ArchiveOptions, write_archive
 from hookserve.errors import ArchiveError
 
 HANDLER_SOURCE = "def handle(data, context):\n    return [len(data)]\n"

@@ -298,7 +298,7 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
     from hookserve.config import ServerConfig
     from hookserve.errors import HookserveError
     from hookserve.plugins.http import management
-    from hookserve.wire.control import CONTROL_SOCKET
+    from hookserve.wire.control import CONTROL_SOCKET, ScaleWorkers
 
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.bind(str(tmp_path / CONTROL_SOCKET))
@@ -307,7 +307,7 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
     shared = management.ManagementResources(None, ServerConfig(run_dir=str(tmp_path)))
     try:
         with pytest.raises(HookserveError) as failed:
-            asyncio.run(shared.manager(None, {"op": "scale", "model": "m"}))
+            asyncio.run(shared.manager(None, ScaleWorkers(model="m")))
     finally:
         silent.close()
     assert failed.value.code == 504
@@ -325,7 +325,7 @@ def test_a_snapshot_past_the_bounds_is_cut_to_them_at_start(work, tmp_path):
         reply = mgmt(srv, "POST", "/models", params={"url": "echo.mar", "initial_workers": "1"})
         assert reply.status_code == 200, reply.text
     saved = read_snapshot(snapshots)
-    saved["echo"]["versions"]["1.0"]["settings"]["min_workers"] = 100000
+    saved["echo"]["versions"]["1.0"]["settings"]["min_worker"] = 100000
     write_snapshot(snapshots, saved)
     with serving(Server(args, work)) as srv:
         [entry] = mgmt(srv, "GET", "/models/echo").json()

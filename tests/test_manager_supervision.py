@@ -51,7 +51,7 @@ def store(tmp_path_factory):
 
 
 def manager_pid(server: Server) -> int | None:
-    """The master's child that runs ``hookserve.manager.registry``."""
+    """The master's child that runs ``hookserve.manager``."""
     for pid in server.pids():
         if parent_pid(pid) == server.process.pid and "hookserve.manager" in cmdline(pid):
             return pid
@@ -321,7 +321,7 @@ def test_a_manager_that_cannot_start_stops_the_server(store, tmp_path):
 
 def test_a_forked_worker_dies_with_its_manager(tmp_path):
     """``die_with_parent`` (PR_SET_PDEATHSIG) in the child of a process that is SIGKILLed."""
-    from hookserve.manager.registry import die_with_parent
+    from hookserve.manager.supervisor import die_with_parent
 
     child_pid_file = tmp_path / "child"
     middle = os.fork()
@@ -345,7 +345,7 @@ def test_a_forked_worker_dies_with_its_manager(tmp_path):
 
 
 def test_a_new_manager_kills_what_its_predecessor_left(tmp_path):
-    from hookserve.manager.registry import kill_leftover_workers
+    from hookserve.manager.supervisor import kill_leftover_workers
 
     run_dir, other = tmp_path / "run", tmp_path / "other"
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "hookserve.manager"]

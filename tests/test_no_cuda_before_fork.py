@@ -130,7 +130,7 @@ def test_gpu_count_with_a_driver_asks_a_subprocess(monkeypatch):
     """Where a GPU driver exists, the count comes from a short-lived interpreter."""
     import torch
 
-    from hookserve.manager import registry as manager
+    from hookserve.manager import gpus as manager
 
     def forbidden(*args, **kwargs):
         raise AssertionError("torch.cuda was called in the manager's process")
@@ -144,7 +144,7 @@ def test_gpu_count_with_a_driver_asks_a_subprocess(monkeypatch):
 
 @pytest.mark.parametrize("visible", ["", "-1"])
 def test_no_visible_devices_means_no_gpu(monkeypatch, visible):
-    from hookserve.manager import registry as manager
+    from hookserve.manager import gpus as manager
 
     monkeypatch.setattr(manager, "gpu_driver_present", lambda: True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)

@@ -228,9 +228,28 @@ def write_routes(run_dir: Path, models: dict, failed: dict | None = None, state:
     (run_dir / "routes.json").write_text(json.dumps(routes))
 
 
-def version(min_workers: int, *states: str) -> dict:
-    workers = [{"id": f"w{i}", "pid": 0, "state": s, "socket": f"/nowhere/{i}.sock"} for i, s in enumerate(states)]
-    return {"min_workers": min_workers, "response_timeout_s": 1, "workers": workers}
+def version(min_worker: int, *states: str) -> dict:
+    workers = [
+        {"id": f"w{i}", "pid": 0, "state": s, "device": "cpu", "socket": f"/nowhere/{i}.sock", "started_at": 0.0}
+        for i, s in enumerate(states)
+    ]
+    settings = {
+        "min_worker": min_worker,
+        "max_worker": min_worker,
+        "batch_size": 1,
+        "max_batch_delay": 100,
+        "response_timeout": 1,
+        "startup_timeout": 120,
+    }
+    return {
+        "state": "READY",
+        "url": "m.mar",
+        "runtime": "python",
+        "loaded_at_startup": True,
+        "device_type": None,
+        "settings": settings,
+        "workers": workers,
+    }
 
 
 def test_health_rule_counts_ready_workers_of_default_versions(tmp_path):
@@ -291,7 +310,7 @@ def test_a_call_waits_for_a_starting_manager_then_says_why(tmp_path, monkeypatch
     write_routes(tmp_path, {}, state=state, reason="it died")
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as raised:
-        asyncio.run(control.call_manager(str(tmp_path), {"op": "noop"}))
+        asyncio.run(control.call_manager(str(tmp_path), control.ReplaceWorker(socket="none")))
     waited = time.monotonic() - started
     assert raised.value.message.startswith(message), raised.value.message
     assert raised.value.code == 503
@@ -319,7 +338,7 @@ def test_a_call_made_while_starting_is_answered_once_the_manager_listens(tmp_pat
 
     async def both():
         later = asyncio.ensure_future(manager_later())
-        reply = await control.call_manager(str(tmp_path), {"op": "noop"})
+        reply = await control.call_manager(str(tmp_path), control.ReplaceWorker(socket="none"))
         await later
         return reply
 

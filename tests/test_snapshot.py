@@ -74,7 +74,7 @@ def test_a_restarted_server_restores_the_registry(store, tmp_path):
         old_pids = set().union(*(worker_pids(first, n, v) for n, v in (("mlp", "1.0"), ("ver", "1.0"), ("ver", "2.0"))))
         saved = read_snapshot(snapshots)
         assert saved["ver"]["default"] == "2.0" and set(saved["ver"]["versions"]) == {"1.0", "2.0"}
-        assert saved["mlp"]["versions"]["1.0"]["settings"]["min_workers"] == 2
+        assert saved["mlp"]["versions"]["1.0"]["settings"]["min_worker"] == 2
         assert first.stop(signal.SIGTERM) == 0, first.log()
     finally:
         first.kill_group()
@@ -101,12 +101,12 @@ def test_a_restarted_server_restores_the_registry(store, tmp_path):
 def _plant(folder: Path) -> bytes:
     """A valid snapshot naming mlp with one worker; returns the file's bytes."""
     settings = {
-        "min_workers": 1,
-        "max_workers": 1,
+        "min_worker": 1,
+        "max_worker": 1,
         "batch_size": 1,
-        "max_batch_delay_ms": 100,
-        "response_timeout_s": 120,
-        "startup_timeout_s": 120,
+        "max_batch_delay": 100,
+        "response_timeout": 120,
+        "startup_timeout": 120,
     }
     write_snapshot(folder, {"mlp": {"default": "1.0", "versions": {"1.0": {"url": "mlp.mar", "settings": settings}}}})
     return (folder / SNAPSHOT_FILE).read_bytes()
@@ -185,7 +185,7 @@ WRITER = textwrap.dedent(
     folder, counter = sys.argv[1], int(sys.argv[2])
     while True:
         counter += 1
-        versions = {"1.0": {"url": "m.mar", "settings": {"min_workers": counter % 7}}}
+        versions = {"1.0": {"url": "m.mar", "settings": {"min_worker": counter % 7}}}
         entry = {"default": "1.0", "versions": versions, "counter": counter, "pad": "x" * (300 * counter)}
         write_snapshot(folder, {"m": entry})
     """
@@ -197,7 +197,7 @@ def _check_whole(snapshot: dict | None) -> int:
     entry = snapshot["m"]
     counter = entry["counter"]
     assert entry["pad"] == "x" * (300 * counter)
-    assert entry["versions"] == {"1.0": {"url": "m.mar", "settings": {"min_workers": counter % 7}}}
+    assert entry["versions"] == {"1.0": {"url": "m.mar", "settings": {"min_worker": counter % 7}}}
     assert entry["default"] == "1.0"
     return counter
 

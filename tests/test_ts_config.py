@@ -131,7 +131,7 @@ def test_honoured_keys_set_the_config(tmp_path, monkeypatch):
     )
     assert config.model_store == "/srv/models"
     assert config.frontend_workers == ServerConfig.frontend_workers == 1  # TorchServe's 0: the default
-    assert (config.batch_size, config.max_batch_delay_ms, config.response_timeout_s) == (4, 7, 9)
+    assert (config.batch_size, config.max_batch_delay, config.response_timeout) == (4, 7, 9)
     assert config.enable_model_api is True and config.job_queue_size == 3
     with pytest.raises(ConfigError, match=r"model_store refers to \$NOT_SET_HERE"):
         serve_config(["--ts-config", properties(tmp_path, "model_store=$$NOT_SET_HERE$$\n")])

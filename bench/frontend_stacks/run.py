@@ -354,7 +354,7 @@ def serve_role(model_pids: set[int], frontend_measured: bool):
     def role(pid: int, cmd: str) -> str:
         if pid in model_pids:
             return "model"
-        if "hookserve.manager.registry" in cmd:
+        if "hookserve.manager" in cmd:
             return "other"  # the manager: idle while serving
         return "frontend" if frontend_measured else "other"  # its own asgi frontend, idle unless asgi-1
 

@@ -110,13 +110,15 @@ class SyncModelClient:
             self._in_flight[path] = self._in_flight.get(path, 0) + 1
         try:
             sock, reader = self._connection(path)
-            sock.settimeout(float(info["response_timeout_s"]))
+            sock.settimeout(float(info["settings"]["response_timeout"]))
             try:
                 sock.sendall(b"".join(encode_request(request)))
                 reply = self._read_reply(reader)
             except TimeoutError:
                 self._drop(path)  # a late reply must not be read by the next request
-                raise ResponseTimeout(f"the model did not answer within {info['response_timeout_s']}s") from None
+                raise ResponseTimeout(
+                    f"the model did not answer within {info['settings']['response_timeout']}s"
+                ) from None
             except OSError:
                 self._drop(path)
                 raise WorkerDied("the model worker died while handling the request") from None

@@ -30,7 +30,7 @@ MASTER=$!
 trap 'kill -TERM $MASTER 2>/dev/null || true; wait $MASTER 2>/dev/null || true' EXIT
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/ping" >/dev/null && break; sleep 0.1; done
 tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
-role() { if grep -q hookserve.manager.registry "/proc/$1/cmdline"; then [ "$(ps -o ppid= "$1" | tr -d ' ')" = "$MASTER" ] && echo manager || echo model-worker; else [ "$1" = "$MASTER" ] && echo gunicorn-master || echo frontend; fi; }
+role() { if grep -q hookserve.manager "/proc/$1/cmdline"; then [ "$(ps -o ppid= "$1" | tr -d ' ')" = "$MASTER" ] && echo manager || echo model-worker; else [ "$1" = "$MASTER" ] && echo gunicorn-master || echo frontend; fi; }
 URL="http://127.0.0.1:$PORT/predictions/mlp"
 WRK_BODY_FILE=work/sample.json wrk -t1 -c"$C" -d3s -s "$SHARED/post.lua" "$URL" >/dev/null 2>&1   # warm-up
 declare -A BEFORE; PIDS=$(tree $MASTER)

@@ -1,4 +1,4 @@
-"""``hookserve archive``: torch-model-archiver's command line on top of :mod:`hookserve.archive.reading`.
+"""``hookserve archive``: torch-model-archiver's command line on top of :mod:`hookserve.archive.writing`.
 
 The flags are torch-model-archiver 0.12's, so existing build scripts work after swapping
 the command name. Two differences, both lenient: ``--version`` defaults to ``1.0`` instead
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hookserve.archive.reading import ARCHIVE_FORMATS, RUNTIMES, ArchiveOptions, write_archive
+from hookserve.archive.writing import ARCHIVE_FORMATS, RUNTIMES, ArchiveOptions, write_archive
 from hookserve.errors import ArchiveError
 
 

@@ -19,17 +19,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import orjson
-
 from hookserve.errors import HookserveError, ModelNotFound, ResponseTimeout, ServiceUnavailable, WorkerDied
 from hookserve.tuning.busy_poll import BusyPoll
-from hookserve.wire.control import MANAGER_START_WAIT_S, call_manager, describe_manager
+from hookserve.wire.control import MANAGER_START_WAIT_S, ReplaceWorker, call_manager
 from hookserve.wire.framing import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
+from hookserve.wire.routes import ManagerStatus, RoutesTable, VersionEntry, read_routes, routes_path
 from hookserve.wire.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 
-ROUTES_FILE = "routes.json"
 # /ping's answers, in TorchServe's words
 HEALTHY, PARTIAL, UNHEALTHY = "Healthy", "Partial Healthy", "Unhealthy"
 # How often a request waiting for a ready worker looks at the routes again.
@@ -47,14 +45,14 @@ class NotStarted(Exception):
 class VersionRoute:
     """A model version as the routes describe it; kept until the routes change."""
 
-    __slots__ = ("model", "version", "info", "ready_sockets", "response_timeout_s")
+    __slots__ = ("model", "version", "info", "ready_sockets", "response_timeout")
 
-    def __init__(self, model: str, version: str, info: dict):
+    def __init__(self, model: str, version: str, info: VersionEntry):
         self.model = model
         self.version = version
         self.info = info
-        self.ready_sockets = [w["socket"] for w in info["workers"] if w["state"] == "READY"]
-        self.response_timeout_s = float(info["response_timeout_s"])
+        self.ready_sockets = [w.socket for w in info.workers if w.state == "READY"]
+        self.response_timeout = float(info.settings.response_timeout)
 
 
 class Pending:
@@ -205,8 +203,8 @@ class WorkerConnection(asyncio.Protocol):
 class ModelClient:
     def __init__(self, run_dir: str, job_queue_size: int = 100, busy_poll_s: float = 0.0):
         self.run_dir = run_dir
-        self.routes_path = Path(run_dir) / ROUTES_FILE
-        self.routes: dict = {"models": {}, "failed": {}, "manager": {}}
+        self.routes_path = routes_path(run_dir)
+        self.routes = RoutesTable()
         self._stamp: tuple[int, int, int] | None = None
         self.connections: dict[str, WorkerConnection] = {}
         self.job_queue_size = job_queue_size
@@ -218,7 +216,7 @@ class ModelClient:
         self._checked_at = -1.0
         self._resolved: dict[tuple[str, str | None], VersionRoute] = {}
 
-    def refresh(self, force: bool = False) -> dict:
+    def refresh(self, force: bool = False) -> RoutesTable:
         """The routes, looked at again at most every ``ROUTES_CHECK_S`` unless forced."""
         now = time.monotonic()
         if not force and now - self._checked_at < ROUTES_CHECK_S:
@@ -233,7 +231,11 @@ class ModelClient:
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
             self._stamp = stamp
-            self.routes = orjson.loads(self.routes_path.read_bytes())
+            try:
+                self.routes = read_routes(self.run_dir)
+            except (OSError, ValueError) as exc:  # ValueError: orjson's or the contract's
+                log.error("cannot read %s (the routes stay as they were): %s", self.routes_path, exc)
+                return self.routes
             self._resolved = {}
         return self.routes
 
@@ -242,26 +244,27 @@ class ModelClient:
         route = self._resolved.get((model, version))
         if route is not None:
             return route
-        entry = routes["models"].get(model)
+        entry = routes.models.get(model)
         if entry is None:
             # just registered? the routes may be newer than the last look
             routes = self.refresh(force=True)
-            entry = routes["models"].get(model)
+            entry = routes.models.get(model)
         if entry is None:
-            reason = routes["failed"].get(model)
+            reason = routes.failed.get(model)
             raise ModelNotFound(f"Model {model} failed to load: {reason}" if reason else f"Model not found: {model}")
-        number = version or entry["default"]
-        info = entry["versions"].get(number)
+        number = version or entry.default
+        info = entry.versions.get(number)
         if info is None and version is not None:
-            info = self.refresh(force=True)["models"].get(model, {}).get("versions", {}).get(number)
+            newer = self.refresh(force=True).models.get(model)
+            info = newer.versions.get(number) if newer else None
         if info is None:
             raise ModelNotFound(f"Model version: {number} does not exist for model: {model}")
         route = self._resolved[(model, version)] = VersionRoute(model, number, info)
         return route
 
-    def manager_state(self) -> dict:
+    def manager_state(self) -> ManagerStatus:
         """The manager's entry in the routes: ``state`` is starting, restarting, ready or stopped."""
-        return self.refresh().get("manager") or {}
+        return self.refresh().manager
 
     async def resolve_when_ready(self, model: str, version: str | None = None) -> VersionRoute:
         """``resolve``, but a model not (yet) known while the manager starts is waited for,
@@ -273,11 +276,11 @@ class ModelClient:
                 return self.resolve(model, version)
             except ModelNotFound:
                 manager = self.manager_state()
-                if manager.get("state") not in ("starting", "restarting"):
+                if manager.state not in ("starting", "restarting"):
                     raise
                 if loop.time() - started >= MANAGER_START_WAIT_S:
                     raise ServiceUnavailable(
-                        f"Model {model} is not available: {describe_manager(manager)}; try again later"
+                        f"Model {model} is not available: {manager.describe()}; try again later"
                     ) from None
             await asyncio.sleep(WAIT_FOR_WORKER_S)
 
@@ -307,7 +310,7 @@ class ModelClient:
                     self.unreachable = {s: until for s, until in self.unreachable.items() if until > now}
                     sockets = [s for s in sockets if s not in self.unreachable]
                 if not sockets:
-                    if not route.info["workers"]:
+                    if not route.info.workers:
                         raise ServiceUnavailable(
                             f"Model {model} version {version} has no worker; "
                             f"scale it up with PUT /models/{model}?min_worker=N"
@@ -315,9 +318,9 @@ class ModelClient:
                     # every worker is (re)starting: wait up to responseTimeout for one
                     now = loop.time()
                     waiting_since = now if waiting_since is None else waiting_since
-                    if now - waiting_since >= route.response_timeout_s:
+                    if now - waiting_since >= route.response_timeout:
                         manager = self.manager_state()
-                        why = "" if manager.get("state") == "ready" else f" ({describe_manager(manager)})"
+                        why = "" if manager.state == "ready" else f" ({manager.describe()})"
                         raise ServiceUnavailable(f"Model {model} version {version} has no worker ready{why}")
                     await asyncio.sleep(WAIT_FOR_WORKER_S)
                     route = self.resolve(model, version)
@@ -325,7 +328,7 @@ class ModelClient:
                 waiting_since = None
                 connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
                 try:
-                    return await connection.send(request, route.response_timeout_s)
+                    return await connection.send(request, route.response_timeout)
                 except NotStarted:
                     # gone before starting it: another worker takes it; this socket is avoided
                     # until the manager has had time to publish its replacement
@@ -335,14 +338,14 @@ class ModelClient:
                     asyncio.ensure_future(self._replace_worker(connection.socket_path))
                     raise ResponseTimeout(
                         f"Model {model} version {version} did not answer within "
-                        f"responseTimeout={route.response_timeout_s:g}s; its worker is being replaced"
+                        f"responseTimeout={route.response_timeout:g}s; its worker is being replaced"
                     ) from None
         finally:
             self.queued[key] -= 1
 
     async def _replace_worker(self, socket_path: str) -> None:
         try:
-            await call_manager(self.run_dir, {"op": "worker_timeout", "socket": socket_path}, timeout=10)
+            await call_manager(self.run_dir, ReplaceWorker(socket=socket_path), timeout=10)
         except HookserveError as exc:
             log.error("could not ask the manager to replace worker %s: %s", socket_path, exc.message)
 
@@ -362,20 +365,20 @@ class ModelClient:
         ``("Partial Healthy", ["mlp/1.0: 1 of 2 workers ready"])``.
         """
         routes = self.refresh()
-        manager = routes.get("manager") or {}
-        if manager.get("state") != "ready":
-            return UNHEALTHY, [describe_manager(manager)]
+        if routes.manager.state != "ready":
+            return UNHEALTHY, [routes.manager.describe()]
         problems = []
         wanted = running = 0
-        for name, entry in sorted(routes["models"].items()):
-            number = entry["default"]
-            info = entry["versions"][number]
-            ready = sum(1 for w in info["workers"] if w["state"] == "READY")
+        for name, entry in sorted(routes.models.items()):
+            number = entry.default
+            info = entry.versions[number]
+            ready = sum(1 for w in info.workers if w.state == "READY")
+            minimum = info.settings.min_worker
             # capped: a model with more than its minimum does not hide another's shortfall
-            wanted, running = wanted + info["min_workers"], running + min(ready, info["min_workers"])
-            if ready < info["min_workers"]:
-                problems.append(f"{name}/{number}: {ready} of {info['min_workers']} workers ready")
-        for name, reason in sorted(routes["failed"].items()):
+            wanted, running = wanted + minimum, running + min(ready, minimum)
+            if ready < minimum:
+                problems.append(f"{name}/{number}: {ready} of {minimum} workers ready")
+        for name, reason in sorted(routes.failed.items()):
             wanted += 1
             problems.append(f"{name}: failed to load at start-up: {reason}")
         if running == wanted:

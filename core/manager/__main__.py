@@ -2,6 +2,6 @@
 
 import sys
 
-from hookserve.manager.registry import main
+from hookserve.manager.main import main
 
 sys.exit(main())

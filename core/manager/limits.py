@@ -159,12 +159,12 @@ def strict_int(value: Any) -> int:
 
 # setting -> (smallest allowed value, what it means)
 SETTING_MINIMUMS = {
-    "min_workers": (0, "workers"),
-    "max_workers": (0, "workers"),
+    "min_worker": (0, "workers"),
+    "max_worker": (0, "workers"),
     "batch_size": (1, "requests per batch"),
-    "max_batch_delay_ms": (0, "milliseconds"),
-    "response_timeout_s": (1, "seconds"),
-    "startup_timeout_s": (1, "seconds"),
+    "max_batch_delay": (0, "milliseconds"),
+    "response_timeout": (1, "seconds"),
+    "startup_timeout": (1, "seconds"),
 }
 
 
@@ -172,9 +172,9 @@ SETTING_MINIMUMS = {
 SERVER_MINIMUMS = {
     "default_workers_per_model": ("--workers", 0),
     "batch_size": ("--batch-size", 1),
-    "max_batch_delay_ms": ("--max-batch-delay", 0),
-    "response_timeout_s": ("config.properties default_response_timeout", 1),
-    "startup_timeout_s": ("config.properties default_startup_timeout", 1),
+    "max_batch_delay": ("--max-batch-delay", 0),
+    "response_timeout": ("config.properties default_response_timeout", 1),
+    "startup_timeout": ("config.properties default_startup_timeout", 1),
     "max_workers_per_model": ("--max-workers-per-model", 0),
     "max_workers": ("--max-workers", 0),
 }

@@ -18,6 +18,7 @@ from hookserve.archive.reading import ModelArchive
 from hookserve.config import ServerConfig
 from hookserve.errors import BadRequest, Conflict, DownloadArchiveError, ModelNotFound
 from hookserve.manager.limits import SETTING_MINIMUMS, strict_int
+from hookserve.wire.routes import ModelSettings
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 DOWNLOAD_TIMEOUT_S = 60
@@ -96,19 +97,19 @@ def _download(url: str, config: ServerConfig) -> str:
     return str(target)
 
 
-def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, overrides: dict) -> dict:
-    """API parameters > ``model-config.yaml`` > server config > defaults.
+def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, given: dict[str, int]) -> ModelSettings:
+    """The settings ``given`` (API parameters) > ``model-config.yaml`` > server config > defaults.
 
     Each value must be an integer within :data:`hookserve.manager.limits.SETTING_MINIMUMS`, and
-    ``max_workers`` at least ``min_workers``; a 400 names the parameter or the
+    ``max_worker`` at least ``min_worker``; a 400 names the parameter or the
     ``model-config.yaml`` key that is wrong.
     """
     yaml = archive.config
     origins: dict[str, str] = {}
 
-    def pick(setting: str, api_key: str, yaml_key: str, default: int) -> int:
-        value = overrides.get(api_key)
-        origin = f"Parameter {api_key}"
+    def pick(setting: str, yaml_key: str, default: int) -> int:
+        value = given.get(setting)
+        origin = f"Parameter {setting}"
         if value is None and yaml.get(yaml_key) is not None:
             value = yaml[yaml_key]
             origin = f"model-config.yaml of model {archive.name}: {yaml_key}"
@@ -125,20 +126,18 @@ def model_settings(archive: ModelArchive, config: ServerConfig, gpu_count: int, 
             raise BadRequest(f"{origin}={number} is invalid: it must be at least {minimum} ({unit})")
         return number
 
-    min_workers = pick("min_workers", "min_worker", "minWorkers", config.workers_per_model(gpu_count))
-    max_workers = pick("max_workers", "max_worker", "maxWorkers", min_workers)
-    explicit_max = overrides.get("max_worker") is not None or yaml.get("maxWorkers") is not None
-    if explicit_max and max_workers < min_workers:
+    min_worker = pick("min_worker", "minWorkers", config.workers_per_model(gpu_count))
+    max_worker = pick("max_worker", "maxWorkers", min_worker)
+    explicit_max = given.get("max_worker") is not None or yaml.get("maxWorkers") is not None
+    if explicit_max and max_worker < min_worker:
         raise BadRequest(
-            f"{origins['max_workers']}={max_workers} is less than {origins['min_workers']}={min_workers}",
+            f"{origins['max_worker']}={max_worker} is less than {origins['min_worker']}={min_worker}",
         )
-    return {
-        "min_workers": min_workers,
-        "max_workers": max(min_workers, max_workers),
-        "batch_size": pick("batch_size", "batch_size", "batchSize", config.batch_size),
-        "max_batch_delay_ms": pick("max_batch_delay_ms", "max_batch_delay", "maxBatchDelay", config.max_batch_delay_ms),
-        "response_timeout_s": pick(
-            "response_timeout_s", "response_timeout", "responseTimeout", config.response_timeout_s
-        ),
-        "startup_timeout_s": pick("startup_timeout_s", "startup_timeout", "startupTimeout", config.startup_timeout_s),
-    }
+    return ModelSettings(
+        min_worker=min_worker,
+        max_worker=max(min_worker, max_worker),
+        batch_size=pick("batch_size", "batchSize", config.batch_size),
+        max_batch_delay=pick("max_batch_delay", "maxBatchDelay", config.max_batch_delay),
+        response_timeout=pick("response_timeout", "responseTimeout", config.response_timeout),
+        startup_timeout=pick("startup_timeout", "startupTimeout", config.startup_timeout),
+    )

@@ -20,16 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-import orjson
 
 from hookserve.config import RUN_DIR_ENV, ServerConfig
+from hookserve.wire.routes import ManagerStatus, RoutesTable, read_routes, routes_path, write_routes
 
 log = logging.getLogger("hookserve.master")
 
 MANAGER_STOP_TIMEOUT_S = 30
-ROUTES_FILE = "routes.json"
 # A manager that dies more often than this within the window is not going to do better:
 # the server stops, with the reason in its log, so that a process supervisor restarts it.
 MAX_MANAGER_RESTARTS = 3
@@ -74,22 +71,19 @@ def mark_manager(run_dir: str, state: str, reason: str | None = None) -> None:
     Models stay listed (a request for one waits for the new manager's workers instead of
     getting a 404), but none of their workers is routed to any more.
     """
-    path = Path(run_dir) / ROUTES_FILE
     try:
-        routes = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        routes = {"models": {}, "failed": {}}
-    for entry in routes.get("models", {}).values():
-        for info in entry.get("versions", {}).values():
-            for worker in info.get("workers", []):
-                worker["state"] = "LOST"
-    routes["manager"] = {"state": state, "since": time.time(), "reason": reason}
-    tmp = path.with_name(f".{ROUTES_FILE}.master.tmp")
+        routes = read_routes(run_dir)
+    except (OSError, ValueError):  # none yet (or unreadable: orjson's and the contract's errors)
+        routes = RoutesTable()
+    for entry in routes.models.values():
+        for info in entry.versions.values():
+            for worker in info.workers:
+                worker.state = "LOST"
+    routes.manager = ManagerStatus(state=state, since=time.time(), reason=reason)
     try:
-        tmp.write_bytes(orjson.dumps(routes))
-        os.replace(tmp, path)
+        write_routes(run_dir, routes, "master")
     except OSError as exc:  # the master loop must go on: frontends then see the old routes
-        log.error("cannot mark the model manager %s in %s: %s", state, path, exc)
+        log.error("cannot mark the model manager %s in %s: %s", state, routes_path(run_dir), exc)
 
 
 class ManagerSupervisor:

@@ -16,7 +16,8 @@ import orjson
 log = logging.getLogger("hookserve.manager.snapshot")
 
 SNAPSHOT_FILE = "snapshot.json"
-FORMAT_VERSION = 1
+# 2: model settings under the management API's names (min_worker, max_batch_delay, ...)
+FORMAT_VERSION = 2
 
 
 def write_snapshot(folder: str | os.PathLike, models: dict) -> Path:

@@ -1,2 +1,4 @@
-"""What crosses process boundaries: frames between frontends and workers, the started board,
-control messages to the manager and the routes table it publishes."""
+"""What crosses process boundaries: frames between frontends and workers (``framing``), the
+started board (``started_board``), control messages to the manager (``control``) and the
+routes table it publishes (``routes``), the last two typed dataclasses checked once on
+decoding (``contracts``)."""

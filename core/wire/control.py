@@ -1,7 +1,9 @@
 """The control channel between frontends and the model manager.
 
-One Unix socket, ``RUN_DIR/manager.sock``; a frontend sends one JSON object per line and
-reads one JSON object back. An answer is ``{"status": code, "body": {...}}`` or
+One Unix socket, ``RUN_DIR/manager.sock``; a frontend sends one message per line (a
+dataclass below, as a JSON object with its ``op``) and reads one JSON object back. The
+manager decodes each message once (:func:`decode_control`) and dispatches it by type. An
+answer is ``{"status": code, "body": {...}}`` or
 ``{"error": {"code", "type", "message"}}``. Management calls that wait for workers
 (``synchronous=true``) simply get their answer later.
 
@@ -13,12 +15,17 @@ up to ``MANAGER_START_WAIT_S``, then gets a 503 that says so; the ``manager`` en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 
-from hookserve.errors import HookserveError, ServiceUnavailable
+from hookserve.errors import BadRequest, HookserveError, ServiceUnavailable
+from hookserve.wire.contracts import WireError, decode
+from hookserve.wire.routes import NOT_STARTED, ManagerStatus, read_routes
 
 CONTROL_SOCKET = "manager.sock"
 # Generous: a synchronous registration waits for its model to load.
@@ -32,28 +39,107 @@ MANAGER_START_WAIT_S = 30.0
 # restarting at once (on SIGCHLD); past this grace it is taken as gone.
 UNREACHABLE_GRACE_S = 2.0
 RETRY_S = 0.02
-ROUTES_FILE = "routes.json"
 
 
-def manager_status(run_dir: str) -> dict:
-    """The ``manager`` entry of the routes (``state``: starting, restarting, ready, stopped)."""
+@dataclass(frozen=True)
+class RegisterModel:
+    """``POST /models``: open an archive and start ``initial_workers`` workers (the settings
+    left None come from the archive's ``model-config.yaml`` or the server's defaults)."""
+
+    op: ClassVar[str] = "register"
+    url: str | None = None
+    model_name: str | None = None
+    handler: str | None = None
+    runtime: str | None = None
+    initial_workers: int | None = None
+    batch_size: int | None = None
+    max_batch_delay: int | None = None
+    response_timeout: int | None = None
+    startup_timeout: int | None = None
+    synchronous: bool = True
+
+    def settings(self) -> dict[str, int]:
+        """The model settings this call gives (by :class:`~hookserve.wire.routes.ModelSettings` name)."""
+        given = {
+            "batch_size": self.batch_size,
+            "max_batch_delay": self.max_batch_delay,
+            "response_timeout": self.response_timeout,
+            "startup_timeout": self.startup_timeout,
+        }
+        return {name: value for name, value in given.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ScaleWorkers:
+    """``PUT /models/{model}[/{version}]``: a new worker range (None keeps the bound)."""
+
+    op: ClassVar[str] = "scale"
+    model: str
+    version: str | None = None
+    min_worker: int | None = None
+    max_worker: int | None = None
+    synchronous: bool = False
+
+
+@dataclass(frozen=True)
+class SetDefault:
+    """``PUT /models/{model}/{version}/set-default``."""
+
+    op: ClassVar[str] = "set_default"
+    model: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Unregister:
+    """``DELETE /models/{model}[/{version}]`` (None: the default version)."""
+
+    op: ClassVar[str] = "unregister"
+    model: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplaceWorker:
+    """A frontend gave up on a request past its ``response_timeout``: replace the worker that holds it."""
+
+    op: ClassVar[str] = "worker_timeout"
+    socket: str
+
+
+ControlMessage = RegisterModel | ScaleWorkers | SetDefault | Unregister | ReplaceWorker
+MESSAGES: dict[str, type[ControlMessage]] = {
+    cls.op: cls for cls in (RegisterModel, ScaleWorkers, SetDefault, Unregister, ReplaceWorker)
+}
+
+
+def encode_control(message: ControlMessage) -> bytes:
+    """One line: the message's fields and its ``op``."""
+    return orjson.dumps({"op": message.op, **dataclasses.asdict(message)}) + b"\n"
+
+
+def decode_control(line: bytes) -> ControlMessage:
+    """The message on one line, checked once; a ``BadRequest`` names what is wrong."""
     try:
-        return orjson.loads((Path(run_dir) / ROUTES_FILE).read_bytes()).get("manager") or {}
-    except (OSError, orjson.JSONDecodeError):
-        return {}
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"control message is not JSON: {exc}") from None
+    op = data.get("op") if isinstance(data, dict) else None
+    cls = MESSAGES.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise BadRequest(f"unknown control operation {op!r}")
+    try:
+        return decode(cls, data, "")
+    except WireError as exc:
+        raise BadRequest(f"Parameter {exc}") from None
 
 
-def describe_manager(status: dict) -> str:
-    """Why the manager cannot take a call now, in words for an error message."""
-    state = status.get("state")
-    reason = f": {status['reason']}" if status.get("reason") else ""
-    if state == "starting":
-        return "the model manager is still starting"
-    if state == "restarting":
-        return f"the model manager is restarting{reason}"
-    if state == "stopped":
-        return f"the model manager has stopped{reason}"
-    return "the model manager has not started"
+def manager_status(run_dir: str) -> ManagerStatus:
+    """The ``manager`` entry of the routes (see :class:`~hookserve.wire.routes.ManagerStatus`)."""
+    try:
+        return read_routes(run_dir).manager
+    except (OSError, ValueError):  # orjson.JSONDecodeError and WireError are ValueErrors
+        return NOT_STARTED
 
 
 class ControlServerSide:
@@ -64,8 +150,8 @@ class ControlServerSide:
         self.buffer = b""
         self.closed = False
 
-    def read_messages(self) -> list[dict] | None:
-        """Messages complete so far, or None once the peer has closed."""
+    def read_messages(self) -> list[bytes] | None:
+        """Message lines complete so far (see :func:`decode_control`), or None once the peer has closed."""
         try:
             chunk = self.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -77,7 +163,7 @@ class ControlServerSide:
         self.buffer += chunk
         lines = self.buffer.split(b"\n")
         self.buffer = lines.pop()
-        return [orjson.loads(line) for line in lines if line.strip()]
+        return [line for line in lines if line.strip()]
 
     def answer(self, status: int, body: dict) -> None:
         self._send({"status": status, "body": body})
@@ -102,11 +188,13 @@ class ControlServerSide:
             self.sock.close()
 
 
-async def call_manager(run_dir: str, message: dict, timeout: float = DEFAULT_CALL_TIMEOUT_S) -> tuple[int, dict]:
+async def call_manager(
+    run_dir: str, message: ControlMessage, timeout: float = DEFAULT_CALL_TIMEOUT_S
+) -> tuple[int, dict]:
     """Send one control message; returns ``(status, body)`` or raises the manager's error."""
     reader, writer = await connect_manager(run_dir)
     try:
-        writer.write(orjson.dumps(message) + b"\n")
+        writer.write(encode_control(message))
         line = await asyncio.wait_for(reader.readline(), timeout)
     finally:
         writer.close()
@@ -133,13 +221,13 @@ async def connect_manager(run_dir: str) -> tuple[asyncio.StreamReader, asyncio.S
         except OSError as exc:
             error = exc
         status = manager_status(run_dir)
-        state = status.get("state")
+        state = status.state
         waited = loop.time() - started
         if state == "stopped":
-            raise ServiceUnavailable(describe_manager(status))
+            raise ServiceUnavailable(status.describe())
         if state in ("starting", "restarting"):
             if waited >= MANAGER_START_WAIT_S:
-                raise ServiceUnavailable(f"{describe_manager(status)} after {waited:.0f} s of waiting; try again later")
+                raise ServiceUnavailable(f"{status.describe()} after {waited:.0f} s of waiting; try again later")
         elif waited >= UNREACHABLE_GRACE_S:
             raise ServiceUnavailable(f"the model manager is not reachable ({error.strerror or error})")
         await asyncio.sleep(RETRY_S)

@@ -40,7 +40,7 @@ class WorkerSpec:
     socket_path: str
     gpu_id: int | None
     batch_size: int
-    max_batch_delay_ms: int
+    max_batch_delay: int
     torch_threads: int | None = None
     busy_poll_s: float = 0.0
     batch_scheduling: bool = False
@@ -115,7 +115,7 @@ def start_worker(spec: WorkerSpec, hooks: Hooks, report: Any) -> None:
         torch.set_num_threads(spec.torch_threads)
     enter_model_environment(spec.environment)
     model, context = load_model(archive, hooks, gpu_id=spec.gpu_id, batch_size=spec.batch_size)
-    batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay_ms))
+    batcher = hooks.batcher(settings=BatchSettings(archive.name, spec.batch_size, spec.max_batch_delay))
     settle_heap()
     server = WorkerServer(
         metered(BatchRunner(model, context), hooks, context, archive.version), batcher, spec.busy_poll_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hookserve.archive.reading import ArchiveOptions, write_archive
+from hookserve.archive.writing import ArchiveOptions, write_archive
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,7 +19,15 @@ from hookserve.config import ServerConfig, is_loopback
 from hookserve.errors import BadRequest, HookserveError, ManagerTimeout, ModelApiDisabled
 from hookserve.frontend.model_client import ModelClient, VersionRoute
 from hookserve.manager.limits import strict_int
-from hookserve.wire.control import DEFAULT_CALL_TIMEOUT_S, call_manager
+from hookserve.wire.control import (
+    DEFAULT_CALL_TIMEOUT_S,
+    ControlMessage,
+    RegisterModel,
+    ScaleWorkers,
+    SetDefault,
+    Unregister,
+    call_manager,
+)
 from hookserve.wire.framing import WorkRequest
 
 REGISTER_INTS = ("batch_size", "max_batch_delay", "initial_workers", "response_timeout", "startup_timeout")
@@ -74,14 +82,14 @@ class ManagementResources:
                 "start the server with --enable-model-api"
             )
 
-    async def manager(self, resp: falcon.asgi.Response, message: dict) -> None:
+    async def manager(self, resp: falcon.asgi.Response, message: ControlMessage) -> None:
         try:
             status, body = await call_manager(self.config.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
         except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             # the manager answers a slow synchronous call itself before this; this is a
             # manager too busy to answer at all
             raise ManagerTimeout(
-                f"the model manager did not answer {message['op']} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
+                f"the model manager did not answer {message.op} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
                 "the change may still be in progress (GET /models shows the workers)"
             ) from None
         self.models.refresh(force=True)  # this frontend's next request sees the change
@@ -95,28 +103,27 @@ class ManagementResources:
         return {
             "modelName": model,
             "modelVersion": version,
-            "modelUrl": info["url"],
-            "runtime": info["runtime"],
-            "minWorkers": info["min_workers"],
-            "maxWorkers": info["max_workers"],
-            "batchSize": info["batch_size"],
-            "maxBatchDelay": info["max_batch_delay_ms"],
-            "responseTimeout": info["response_timeout_s"],
-            "startupTimeout": info["startup_timeout_s"],
-            "deviceType": info["device_type"]
-            or ("gpu" if any(w["device"] != "cpu" for w in info["workers"]) else "cpu"),
-            "loadedAtStartup": info["loaded_at_startup"],
+            "modelUrl": info.url,
+            "runtime": info.runtime,
+            "minWorkers": info.settings.min_worker,
+            "maxWorkers": info.settings.max_worker,
+            "batchSize": info.settings.batch_size,
+            "maxBatchDelay": info.settings.max_batch_delay,
+            "responseTimeout": info.settings.response_timeout,
+            "startupTimeout": info.settings.startup_timeout,
+            "deviceType": info.device_type or ("gpu" if any(w.device != "cpu" for w in info.workers) else "cpu"),
+            "loadedAtStartup": info.loaded_at_startup,
             "workers": [
                 {
-                    "id": w["id"],
-                    "startTime": datetime.fromtimestamp(w["started_at"], timezone.utc).isoformat(),
-                    "status": w["state"],
-                    "pid": w["pid"],
-                    "memoryUsage": memory_usage(w["pid"]) if w["pid"] else 0,
-                    "gpu": w["device"] != "cpu",
-                    "device": w["device"],
+                    "id": w.id,
+                    "startTime": datetime.fromtimestamp(w.started_at, timezone.utc).isoformat(),
+                    "status": w.state,
+                    "pid": w.pid,
+                    "memoryUsage": memory_usage(w.pid) if w.pid else 0,
+                    "gpu": w.device != "cpu",
+                    "device": w.device,
                 }
-                for w in info["workers"]
+                for w in info.workers
             ],
             "jobQueueStatus": {
                 "remainingCapacity": self.models.job_queue_size - pending,
@@ -136,12 +143,8 @@ class ModelsResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.shared.require_model_api()
         params = await request_params(req, REGISTER_INTS)
-        message = {
-            "op": "register",
-            **{k: params.get(k) for k in ("url", "model_name", "handler", "runtime", *REGISTER_INTS)},
-        }
-        message["synchronous"] = params.get("synchronous", True)
-        await self.shared.manager(resp, message)
+        given = {k: params.get(k) for k in ("url", "model_name", "handler", "runtime", *REGISTER_INTS)}
+        await self.shared.manager(resp, RegisterModel(**given, synchronous=params.get("synchronous", True)))
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = await request_params(req, ("limit", "next_page_token"))
@@ -149,11 +152,11 @@ class ModelsResource:
         start = params.get("next_page_token") or 0
         if limit < 1 or start < 0:
             raise BadRequest("limit must be positive and next_page_token not negative")
-        routes = self.shared.models.refresh()["models"]
+        routes = self.shared.models.refresh().models
         names = sorted(routes)
         page = names[start : start + limit]
         body: dict[str, Any] = {
-            "models": [{"modelName": n, "modelUrl": routes[n]["versions"][routes[n]["default"]]["url"]} for n in page]
+            "models": [{"modelName": n, "modelUrl": routes[n].versions[routes[n].default].url} for n in page]
         }
         if start + limit < len(names):
             body["nextPageToken"] = str(start + limit)
@@ -173,7 +176,8 @@ class ModelResource:
     ) -> None:
         models = self.shared.models
         if version == "all":
-            versions = list(models.refresh()["models"].get(model_name, {}).get("versions", {})) or [None]
+            entry = models.refresh().models.get(model_name)
+            versions = list(entry.versions) if entry else [None]
         else:
             versions = [version]
         described = []
@@ -197,21 +201,20 @@ class ModelResource:
         params = await request_params(req, SCALE_INTS)
         await self.shared.manager(
             resp,
-            {
-                "op": "scale",
-                "model": model_name,
-                "version": version,
-                "min_worker": params.get("min_worker"),
-                "max_worker": params.get("max_worker"),
-                "synchronous": params.get("synchronous", False),
-            },
+            ScaleWorkers(
+                model=model_name,
+                version=version,
+                min_worker=params.get("min_worker"),
+                max_worker=params.get("max_worker"),
+                synchronous=params.get("synchronous", False),
+            ),
         )
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
         self.shared.require_model_api()
-        await self.shared.manager(resp, {"op": "unregister", "model": model_name, "version": version})
+        await self.shared.manager(resp, Unregister(model=model_name, version=version))
 
 
 class SetDefaultResource:
@@ -221,4 +224,4 @@ class SetDefaultResource:
         self.shared = shared
 
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str) -> None:
-        await self.shared.manager(resp, {"op": "set_default", "model": model_name, "version": version})
+        await self.shared.manager(resp, SetDefault(model=model_name, version=version))
