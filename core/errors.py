@@ -63,6 +63,14 @@ class ModelApiDisabled(HookserveError):
     type = "MethodNotAllowedException"
 
 
+class NotSupportedInProcess(HookserveError):
+    """A management operation an in-process service cannot do (another worker count than
+    its one worker per model version: the calling process)."""
+
+    code = 405
+    type = "MethodNotAllowedException"
+
+
 class Conflict(HookserveError):
     code = 409
     type = "ConflictStatusException"

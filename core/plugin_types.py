@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hookserve.config import ServerConfig
+    from hookserve.model_service import ModelService
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,13 @@ class DeviceRequest:
 class Routes:
     """Where ``hookserve_http_routes`` implementations put their resources.
 
-    ``models`` is the frontend's client to the model workers; ``config`` the server config.
+    ``models`` is the service that runs the models (resources depend on its protocol only,
+    so the same routes serve worker processes or an in-process service); ``config`` the
+    server config.
     """
 
-    models: Any
-    config: Any
+    models: ModelService
+    config: ServerConfig
     table: dict[str, list[tuple[str, Any, dict]]] = field(default_factory=dict)
 
     LISTENERS = ("inference", "management", "metrics")

@@ -12,6 +12,7 @@ are sent again to a ready worker, so nothing accepted is lost and nothing runs t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -21,17 +22,33 @@ from pathlib import Path
 
 import orjson
 
-from hookserve.errors import HookserveError, ModelNotFound, ResponseTimeout, ServiceUnavailable, WorkerDied
+from hookserve.errors import (
+    HookserveError,
+    ManagerTimeout,
+    ModelNotFound,
+    ResponseTimeout,
+    ServiceUnavailable,
+    WorkerDied,
+)
+from hookserve.model_service import (
+    HEALTHY,
+    PARTIAL,
+    UNHEALTHY,
+    ManagementAnswer,
+    ModelDescription,
+    ModelSummary,
+    Registration,
+    Scaling,
+    WorkerDescription,
+)
 from hookserve.tuning.busy_poll import BusyPoll
-from hookserve.wire.control import MANAGER_START_WAIT_S, call_manager, describe_manager
+from hookserve.wire.control import DEFAULT_CALL_TIMEOUT_S, MANAGER_START_WAIT_S, call_manager, describe_manager
 from hookserve.wire.framing import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
 from hookserve.wire.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 
 ROUTES_FILE = "routes.json"
-# /ping's answers, in TorchServe's words
-HEALTHY, PARTIAL, UNHEALTHY = "Healthy", "Partial Healthy", "Unhealthy"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2
@@ -203,6 +220,10 @@ class WorkerConnection(asyncio.Protocol):
 
 
 class ModelClient:
+    """The :class:`hookserve.model_service.ModelService` of ``hookserve serve``'s frontends:
+    model workers over their sockets, the manager over its control channel, both found in
+    the run folder (nothing is opened before the first request)."""
+
     def __init__(self, run_dir: str, job_queue_size: int = 100, busy_poll_s: float = 0.0):
         self.run_dir = run_dir
         self.routes_path = Path(run_dir) / ROUTES_FILE
@@ -381,3 +402,63 @@ class ModelClient:
         if running == wanted:
             return HEALTHY, problems
         return (PARTIAL if running else UNHEALTHY), problems
+
+    # --- what the management API reads: the routes ------------------------------------
+
+    def list_models(self) -> list[ModelSummary]:
+        models = self.refresh()["models"]
+        return [ModelSummary(name, models[name]["versions"][models[name]["default"]]["url"]) for name in sorted(models)]
+
+    def versions(self, model: str) -> list[str]:
+        return list(self.refresh()["models"].get(model, {}).get("versions", {}))
+
+    def describe(self, model: str, version: str | None = None) -> ModelDescription:
+        route = self.resolve(model, version)
+        info = route.info
+        pending = self.pending_for(model, route.version)
+        return ModelDescription(
+            model=model,
+            version=route.version,
+            url=info["url"],
+            runtime=info["runtime"],
+            min_workers=info["min_workers"],
+            max_workers=info["max_workers"],
+            batch_size=info["batch_size"],
+            max_batch_delay_ms=info["max_batch_delay_ms"],
+            response_timeout_s=info["response_timeout_s"],
+            startup_timeout_s=info["startup_timeout_s"],
+            device_type=info["device_type"] or ("gpu" if any(w["device"] != "cpu" for w in info["workers"]) else "cpu"),
+            loaded_at_startup=info["loaded_at_startup"],
+            workers=tuple(
+                WorkerDescription(w["id"], w["pid"], w["state"], w["device"], w["started_at"]) for w in info["workers"]
+            ),
+            pending_requests=pending,
+            queue_capacity=self.job_queue_size - pending,
+        )
+
+    # --- what the management API changes: the manager's control channel ---------------
+
+    async def register(self, registration: Registration) -> ManagementAnswer:
+        return await self._manage({"op": "register", **dataclasses.asdict(registration)})
+
+    async def scale(self, scaling: Scaling) -> ManagementAnswer:
+        return await self._manage({"op": "scale", **dataclasses.asdict(scaling)})
+
+    async def unregister(self, model: str, version: str | None = None) -> ManagementAnswer:
+        return await self._manage({"op": "unregister", "model": model, "version": version})
+
+    async def set_default(self, model: str, version: str) -> ManagementAnswer:
+        return await self._manage({"op": "set_default", "model": model, "version": version})
+
+    async def _manage(self, message: dict) -> ManagementAnswer:
+        try:
+            status, body = await call_manager(self.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
+            # the manager answers a slow synchronous call itself before this; this is a
+            # manager too busy to answer at all
+            raise ManagerTimeout(
+                f"the model manager did not answer {message['op']} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
+                "the change may still be in progress (GET /models shows the workers)"
+            ) from None
+        self.refresh(force=True)  # this frontend's next request sees the change
+        return ManagementAnswer(status, body["status"])

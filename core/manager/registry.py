@@ -36,7 +36,7 @@ from pathlib import Path
 
 import orjson
 
-from hookserve.archive.reading import ModelArchive, archive_stem, open_archive
+from hookserve.archive.reading import ModelArchive, archive_stem
 from hookserve.config import ServerConfig
 from hookserve.errors import (
     BadRequest,
@@ -54,7 +54,7 @@ from hookserve.manager.limits import (
     private_bytes,
     strict_int,
 )
-from hookserve.manager.model_sources import model_settings, resolve_model_url, validate_name
+from hookserve.manager.model_sources import check_registration, model_settings, open_model, validate_name
 from hookserve.manager.snapshot import read_run_state, read_snapshot, write_run_state, write_snapshot
 from hookserve.plugin_types import DeviceRequest
 from hookserve.pluginmanager import Hooks, create_plugin_manager
@@ -278,13 +278,7 @@ class ModelManager:
     def open_model(
         self, url: str, name: str | None, handler: str | None = None, *, trusted: bool = False
     ) -> ModelArchive:
-        path = resolve_model_url(url, self.config, trusted=trusted)
-        archive = open_archive(path, self.extract_root, model_name=name)
-        if handler:
-            archive.manifest["model"]["handler"] = handler
-        elif not archive.handler and self.config.default_service_handler:
-            archive.manifest["model"]["handler"] = self.config.default_service_handler  # as TorchServe
-        return archive
+        return open_model(url, self.config, self.extract_root, name, handler, trusted=trusted)
 
     def load_startup_models(self) -> None:
         # a previous manager of this run may have left extracted archives: none is in use now
@@ -409,17 +403,8 @@ class ModelManager:
             conn.fail(HookserveError(f"{type(exc).__name__}: {exc}"))
 
     def op_register(self, conn: ControlServerSide, message: dict) -> None:
-        url = message.get("url")
-        if not url:
-            raise BadRequest("Parameter url is required.")
-        name = message.get("model_name")
-        for key, value in (("url", url), ("model_name", name)):
-            if value is not None and not isinstance(value, str):
-                raise BadRequest(f"Parameter {key} must be a string")
-        if name is not None:
-            validate_name("model_name", name)
-        if message.get("runtime") not in (None, "python", "python3"):
-            raise BadRequest(f"runtime {message['runtime']!r} is not supported (python only)")
+        url, name = message.get("url"), message.get("model_name")
+        check_registration(url, name, message.get("runtime"))
         archive = self.open_model(url, name, message.get("handler"))
         try:
             validate_name("model version", archive.version)
