@@ -19,7 +19,7 @@ subclasses, which the HTTP layer turns into TorchServe's error bodies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hookserve.wire.framing import Reply, WorkRequest
 
@@ -112,6 +112,7 @@ class ManagementAnswer:
     message: str
 
 
+@runtime_checkable
 class ModelService(Protocol):
     """The models an HTTP frontend serves: inference, health, description and management."""
 
