@@ -32,6 +32,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -176,7 +177,7 @@ class InProcessService:
 
     def __init__(self, config: ServerConfig | None = None):
         self.config = config or ServerConfig()
-        self.work_dir = Path(tempfile.mkdtemp(prefix="hookserve-inprocess-"))
+        self.work_dir = Path(tempfile.mkdtemp(prefix="hookserve-inprocess-")).resolve()
         self.models: dict[str, dict[str, LoadedVersion]] = {}
         self.defaults: dict[str, str] = {}
         self.keys = itertools.count()
@@ -189,6 +190,9 @@ class InProcessService:
         self.close()
 
     def close(self) -> None:
+        """Stop the batch threads (each finishes what it has queued) and take back what
+        loading put in this process: extracted archives, their folders on ``sys.path`` and
+        the modules imported from them."""
         self.closed = True
         for versions in self.models.values():
             for loaded in versions.values():
@@ -196,6 +200,10 @@ class InProcessService:
         self.models.clear()
         self.defaults.clear()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        sys.path[:] = [entry for entry in sys.path if not Path(entry).is_relative_to(self.work_dir)]
+        for name, module in list(sys.modules.items()):
+            if Path(getattr(module, "__file__", None) or "/").is_relative_to(self.work_dir):
+                del sys.modules[name]
 
     def add(
         self, source: str | os.PathLike, *, name: str | None = None, handler: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import orjson
 import pytest
@@ -118,6 +119,18 @@ def test_ping_is_healthy_and_unhealthy_once_the_service_is_closed(client, config
     reply = testing.TestClient(create_app(config, closed)).simulate_get("/ping")
     assert reply.status_code == 500
     assert reply.json == {"status": "Unhealthy", "problems": ["the in-process model service is closed"]}
+
+
+def test_closing_stops_the_batch_threads_and_takes_back_what_loading_added(store):
+    service = InProcessService()
+    service.add(store / "probe.mar")
+    thread = service.models["probe"]["1.0"].batches.thread
+    assert any(entry.startswith(str(service.work_dir)) for entry in sys.path)
+    service.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not service.work_dir.exists()
+    assert not any(entry.startswith(str(service.work_dir)) for entry in sys.path)
+    assert not [m for m in sys.modules.values() if str(getattr(m, "__file__", "")).startswith(str(service.work_dir))]
 
 
 def test_json_prediction_is_the_models_answer(client):
