@@ -88,6 +88,7 @@ class BatchThread:
         self.batcher = batcher
         self.queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self.stopped = False
+        self.held: Queued | None = None  # taken from the queue, of another kind than its batch
         self.thread = threading.Thread(target=self._serve, name=f"hookserve-batches-{name}", daemon=True)
         self.thread.start()
 
@@ -117,17 +118,17 @@ class BatchThread:
 
     def _next_batch(self) -> list[Queued] | None:
         """The next batch, as a worker forms it: what is queued, plus what the batcher finds
-        worth waiting for, up to ``batch_size``."""
-        first = self.queue.get()
+        worth waiting for, up to ``batch_size``, all of one kind (predict, explain, describe)."""
+        first = self.held if self.held is not None else self._take(None)
+        self.held = None
         if first is None:
             return None
         batch = [first]
-        self.batcher.on_arrival()
         started = time.monotonic()
         while len(batch) < self.batcher.batch_size:
             wait = self.batcher.wait_time(len(batch), time.monotonic() - started)
             try:
-                item = self.queue.get(timeout=wait) if wait else self.queue.get_nowait()
+                item = self._take(wait)
             except queue.Empty:
                 if wait:
                     continue  # the batcher decides again with the time waited
@@ -135,9 +136,19 @@ class BatchThread:
             if item is None:
                 self.queue.put(None)  # stop after this batch
                 break
+            if item[0].kind != first[0].kind:
+                self.held = item  # it starts the next batch
+                break
             batch.append(item)
-            self.batcher.on_arrival()
         return batch
+
+    def _take(self, wait: float | None) -> Queued | None:
+        """The next queued item: waiting for it (``None``), up to ``wait`` seconds, or not at
+        all (0, ``queue.Empty`` when there is none)."""
+        item = self.queue.get(timeout=wait) if wait != 0 else self.queue.get_nowait()
+        if item is not None:
+            self.batcher.on_arrival()
+        return item
 
     def _run(self, batch: list[Queued]) -> None:
         # a request whose caller has cancelled it (its client went away) does not run

@@ -52,7 +52,15 @@ PROBE_HANDLER = """
                 name: {"bytes": len(value)} if isinstance(value, bytes) else {type(value).__name__: value}
                 for name, value in row.items()
             }
-            out.append({"fields": fields, "batch": len(data), "ran": list(ran), "id": context.get_request_id(idx)})
+            out.append(
+                {
+                    "fields": fields,
+                    "batch": len(data),
+                    "ran": list(ran),
+                    "id": context.get_request_id(idx),
+                    "explain": context.get_request_header(idx, "explain"),
+                }
+            )
         return out
 """
 
@@ -219,23 +227,44 @@ def test_requests_that_arrive_while_a_batch_runs_form_the_next_batch(client):
     assert ran[-4] == "slow" and sorted(ran[-3:]) == ["a", "b", "c"]
 
 
+def submitted(service: InProcessService, ref, n: str, kind: str = "predict", **body) -> asyncio.Future:
+    """``service.submit`` of a JSON body ``{"n": n, **body}``, as a task (queued in creation order)."""
+    fields = [Field("body", "application/json", orjson.dumps({"n": n, **body}))]
+    return asyncio.ensure_future(service.submit(ref, WorkRequest(f"req-{n}", kind, {}, fields)))
+
+
+def test_a_batch_holds_one_kind_of_request(service):
+    """Predictions and explanations queued together run in separate batches, as in a worker."""
+
+    async def scenario():
+        ref = await service.resolve_when_ready("probe")
+        slow = submitted(service, ref, "slow-kinds", sleep=0.3)
+        await asyncio.sleep(0.1)
+        queued = [
+            submitted(service, ref, "p1"),
+            submitted(service, ref, "e1", "explain"),
+            submitted(service, ref, "p2"),
+        ]
+        await slow
+        return [orjson.loads((await reply).body) for reply in queued]
+
+    replies = asyncio.run(scenario())
+    assert [(r["batch"], r["explain"]) for r in replies] == [(1, None), (1, "True"), (1, None)]
+    assert replies[-1]["ran"][-3:] == ["p1", "e1", "p2"]
+
+
 def test_a_request_cancelled_before_its_batch_starts_never_runs(service):
     """A client that goes away (its request task cancelled) takes its request off the queue."""
 
     async def scenario():
         ref = await service.resolve_when_ready("probe")
-
-        def request(n, **body):
-            fields = [Field("body", "application/json", orjson.dumps({"n": n, **body}))]
-            return asyncio.ensure_future(service.submit(ref, WorkRequest(f"req-{n}", "predict", {}, fields)))
-
-        slow = request("slow-2", sleep=0.4)
+        slow = submitted(service, ref, "slow-2", sleep=0.4)
         await asyncio.sleep(0.1)
-        gone = request("gone")
+        gone = submitted(service, ref, "gone")
         await asyncio.sleep(0.05)
         gone.cancel()
         await slow
-        return await request("after")
+        return await submitted(service, ref, "after")
 
     reply = asyncio.run(scenario())
     ran = orjson.loads(reply.body)["ran"]
