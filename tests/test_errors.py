@@ -12,7 +12,7 @@ from hookserve import errors
 from hookserve.errors import HookserveError, error_for_status
 
 # importing these runs something (a gunicorn config module, a ``python -m`` entry point)
-SKIPPED = {"hookserve.gunicorn_conf", "hookserve.demo.__main__"}
+SKIPPED = {"hookserve.gunicorn_conf", "hookserve.demo.__main__", "hookserve.manager.__main__"}
 
 
 def all_subclasses(cls: type) -> set[type]:
