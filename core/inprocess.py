@@ -19,7 +19,7 @@ whose client has gone away before its batch starts is dropped.
 Management acts on this registry: ``register`` loads an archive under the server's URL rules
 (the model store, ``allowed_urls``), ``unregister`` and ``set_default`` behave as the
 server's. Each version has exactly one worker, this process: asking for another worker
-count is refused with :class:`hookserve.errors.NotSupportedInProcess` (405). Models load on
+count is refused with :class:`hookserve.errors.NotSupportedInProcess` (501). Models load on
 the CPU; ``responseTimeout`` does not apply (a running batch cannot be stopped from outside).
 """
 

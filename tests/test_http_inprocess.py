@@ -317,7 +317,7 @@ def test_a_model_is_described_with_its_one_in_process_worker(client):
         ({"url": "missing.mar"}, 404, "ModelNotFoundException", "Model not found in model store: missing.mar"),
         ({"url": "../ver-1.mar"}, 404, "ModelNotFoundException", "Relative path is not allowed"),
         ({"url": "/etc/passwd"}, 404, "ModelNotFoundException", "matches none of allowed_urls"),
-        ({"url": "ver-1.mar", "initial_workers": 2}, 405, "MethodNotAllowedException", "initial_workers=2"),
+        ({"url": "ver-1.mar", "initial_workers": 2}, 501, "NotImplementedException", "initial_workers=2"),
     ],
 )
 def test_registration_errors(managed, params, status, kind, words):
@@ -365,7 +365,7 @@ def test_worker_counts_other_than_one_are_refused_in_process(managed):
         "status": "Workers scaled to 1 for model: ver"
     }
     refused = manage(client, "PUT", "/models/ver/1.0", params={"min_worker": 3})
-    assert error_of(refused) == (405, "MethodNotAllowedException")
+    assert error_of(refused) == (501, "NotImplementedException")
     assert "one worker per model version" in refused.json["message"]
     assert error_of(manage(client, "PUT", "/models/nope", params={"min_worker": 1})) == (404, "ModelNotFoundException")
 
