@@ -56,6 +56,7 @@ from hookserve.model_service import (
     UNHEALTHY,
     ManagementAnswer,
     ModelDescription,
+    ModelRef,
     ModelSummary,
     Registration,
     Scaling,
@@ -238,7 +239,7 @@ class InProcessService:
     async def resolve_when_ready(self, model: str, version: str | None = None) -> LoadedVersion:
         return self._find(model, version, missing_version=ModelNotFound)
 
-    async def submit(self, ref: LoadedVersion, request: WorkRequest) -> Reply:
+    async def submit(self, ref: ModelRef, request: WorkRequest) -> Reply:
         loaded = self._find(ref.model, ref.version, missing_version=ModelNotFound)
         if loaded.pending >= self.config.job_queue_size:
             raise ServiceUnavailable(

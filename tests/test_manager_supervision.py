@@ -298,7 +298,7 @@ def test_a_manager_that_cannot_start_stops_the_server(store, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import os\nif b'hookserve.manager.registry' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n"
+        "import os\nif b'hookserve.manager' in open('/proc/self/cmdline', 'rb').read().split(b'\\0'):\n"
         "    os._exit(7)\n"
     )
     server = Server(
