@@ -63,6 +63,14 @@ class ModelApiDisabled(HookserveError):
     type = "MethodNotAllowedException"
 
 
+class NotSupportedInProcess(HookserveError):
+    """A management operation an in-process service cannot do (another worker count than
+    its one worker per model version: the calling process)."""
+
+    code = 501
+    type = "NotImplementedException"
+
+
 class Conflict(HookserveError):
     code = 409
     type = "ConflictStatusException"
@@ -159,7 +167,7 @@ STATUS_TYPES = {
     414: "RequestUriTooLongException",
     431: "RequestHeaderFieldsTooLargeException",
     500: HookserveError.type,
-    501: "NotImplementedException",
+    501: NotSupportedInProcess.type,
 }
 
 

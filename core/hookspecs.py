@@ -313,8 +313,9 @@ def hookserve_http_routes(routes: Routes, config: ServerConfig) -> None:
     """Add HTTP resources to the frontend's listeners.
 
     :param routes: ``routes.add(listener, uri_template, resource)`` where ``listener`` is
-        ``"inference"``, ``"management"`` or ``"metrics"``; ``routes.models`` is the client that
-        forwards requests to model workers.
+        ``"inference"``, ``"management"`` or ``"metrics"``; ``routes.models`` is the
+        :class:`hookserve.model_service.ModelService` that runs the models (model workers
+        under ``hookserve serve``, this process under an in-process service).
 
     Example::
 

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import argparse
 
+    from hookserve.config import ServerConfig
+    from hookserve.model_service import ModelService
+
 
 @dataclass(frozen=True)
 class HandlerClass:
@@ -34,11 +37,13 @@ class DeviceRequest:
 class Routes:
     """Where ``hookserve_http_routes`` implementations put their resources.
 
-    ``models`` is the frontend's client to the model workers; ``config`` the server config.
+    ``models`` is the service that runs the models (resources depend on its protocol only,
+    so the same routes serve worker processes or an in-process service); ``config`` the
+    server config.
     """
 
-    models: Any
-    config: Any
+    models: ModelService
+    config: ServerConfig
     table: dict[str, list[tuple[str, Any, dict]]] = field(default_factory=dict)
 
     LISTENERS = ("inference", "management", "metrics")

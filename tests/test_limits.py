@@ -295,19 +295,18 @@ def test_a_manager_that_does_not_answer_in_time_is_a_504_that_says_so(tmp_path, 
     import asyncio
     import socket
 
-    from hookserve.config import ServerConfig
     from hookserve.errors import HookserveError
-    from hookserve.plugins.http import management
+    from hookserve.frontend import model_client
     from hookserve.wire.control import CONTROL_SOCKET, ScaleWorkers
 
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.bind(str(tmp_path / CONTROL_SOCKET))
     silent.listen(1)
-    monkeypatch.setattr(management, "DEFAULT_CALL_TIMEOUT_S", 0.3)
-    shared = management.ManagementResources(None, ServerConfig(run_dir=str(tmp_path)))
+    monkeypatch.setattr(model_client, "DEFAULT_CALL_TIMEOUT_S", 0.3)
+    client = model_client.ModelClient(str(tmp_path))
     try:
         with pytest.raises(HookserveError) as failed:
-            asyncio.run(shared.manager(None, ScaleWorkers(model="m")))
+            asyncio.run(client.scale(ScaleWorkers(model="m")))
     finally:
         silent.close()
     assert failed.value.code == 504

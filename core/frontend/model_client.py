@@ -19,17 +19,41 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hookserve.errors import HookserveError, ModelNotFound, ResponseTimeout, ServiceUnavailable, WorkerDied
+from hookserve.errors import (
+    HookserveError,
+    ManagerTimeout,
+    ModelNotFound,
+    ResponseTimeout,
+    ServiceUnavailable,
+    WorkerDied,
+)
+from hookserve.model_service import (
+    HEALTHY,
+    PARTIAL,
+    UNHEALTHY,
+    ManagementAnswer,
+    ModelDescription,
+    ModelSummary,
+    WorkerDescription,
+)
 from hookserve.tuning.busy_poll import BusyPoll
-from hookserve.wire.control import MANAGER_START_WAIT_S, ReplaceWorker, call_manager
+from hookserve.wire.control import (
+    DEFAULT_CALL_TIMEOUT_S,
+    MANAGER_START_WAIT_S,
+    ControlMessage,
+    RegisterModel,
+    ReplaceWorker,
+    ScaleWorkers,
+    SetDefault,
+    Unregister,
+    call_manager,
+)
 from hookserve.wire.framing import FrameReader, Reply, WorkRequest, decode_reply, encode_notice, encode_request
 from hookserve.wire.routes import ManagerStatus, RoutesTable, VersionEntry, read_routes, routes_path
 from hookserve.wire.started_board import BOARDS_DIR, STARTED_POLL_S, StartedBoard
 
 log = logging.getLogger("hookserve.frontend")
 
-# /ping's answers, in TorchServe's words
-HEALTHY, PARTIAL, UNHEALTHY = "Healthy", "Partial Healthy", "Unhealthy"
 # How often a request waiting for a ready worker looks at the routes again.
 WAIT_FOR_WORKER_S = 0.02
 UNREACHABLE_FOR_S = 0.2
@@ -201,6 +225,10 @@ class WorkerConnection(asyncio.Protocol):
 
 
 class ModelClient:
+    """The :class:`hookserve.model_service.ModelService` of ``hookserve serve``'s frontends:
+    model workers over their sockets, the manager over its control channel, both found in
+    the run folder (nothing is opened before the first request)."""
+
     def __init__(self, run_dir: str, job_queue_size: int = 100, busy_poll_s: float = 0.0):
         self.run_dir = run_dir
         self.routes_path = routes_path(run_dir)
@@ -384,3 +412,57 @@ class ModelClient:
         if running == wanted:
             return HEALTHY, problems
         return (PARTIAL if running else UNHEALTHY), problems
+
+    # --- what the management API reads: the routes ------------------------------------
+
+    def list_models(self) -> list[ModelSummary]:
+        models = self.refresh().models
+        return [ModelSummary(name, models[name].versions[models[name].default].url) for name in sorted(models)]
+
+    def versions(self, model: str) -> list[str]:
+        entry = self.refresh().models.get(model)
+        return list(entry.versions) if entry else []
+
+    def describe(self, model: str, version: str | None = None) -> ModelDescription:
+        route = self.resolve(model, version)
+        info = route.info
+        pending = self.pending_for(model, route.version)
+        return ModelDescription(
+            model=model,
+            version=route.version,
+            url=info.url,
+            runtime=info.runtime,
+            settings=info.settings,
+            device_type=info.device_type or ("gpu" if any(w.device != "cpu" for w in info.workers) else "cpu"),
+            loaded_at_startup=info.loaded_at_startup,
+            workers=tuple(WorkerDescription(w.id, w.pid, w.state, w.device, w.started_at) for w in info.workers),
+            pending_requests=pending,
+            queue_capacity=self.job_queue_size - pending,
+        )
+
+    # --- what the management API changes: the manager's control channel ---------------
+
+    async def register(self, message: RegisterModel) -> ManagementAnswer:
+        return await self._manage(message)
+
+    async def scale(self, message: ScaleWorkers) -> ManagementAnswer:
+        return await self._manage(message)
+
+    async def unregister(self, model: str, version: str | None = None) -> ManagementAnswer:
+        return await self._manage(Unregister(model=model, version=version))
+
+    async def set_default(self, model: str, version: str) -> ManagementAnswer:
+        return await self._manage(SetDefault(model=model, version=version))
+
+    async def _manage(self, message: ControlMessage) -> ManagementAnswer:
+        try:
+            status, body = await call_manager(self.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
+            # the manager answers a slow synchronous call itself before this; this is a
+            # manager too busy to answer at all
+            raise ManagerTimeout(
+                f"the model manager did not answer {message.op} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
+                "the change may still be in progress (GET /models shows the workers)"
+            ) from None
+        self.refresh(force=True)  # this frontend's next request sees the change
+        return ManagementAnswer(status, body["status"])

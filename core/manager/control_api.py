@@ -13,7 +13,7 @@ from typing import Any
 
 from hookserve.errors import BadRequest, Conflict, HookserveError, InvalidModelVersion
 from hookserve.manager.lifecycle import ModelManager
-from hookserve.manager.model_sources import model_settings, validate_name
+from hookserve.manager.model_sources import check_registration, model_settings, validate_name
 from hookserve.manager.registry import ModelVersion, Waiter
 from hookserve.manager.supervisor import send_signal
 from hookserve.wire.control import (
@@ -64,12 +64,7 @@ class ControlApi:
     def register(self, conn: ControlServerSide, message: RegisterModel) -> None:
         manager, registry = self.manager, self.registry
         url, name = message.url, message.model_name
-        if not url:
-            raise BadRequest("Parameter url is required.")
-        if name is not None:
-            validate_name("model_name", name)
-        if message.runtime not in (None, "python", "python3"):
-            raise BadRequest(f"runtime {message.runtime!r} is not supported (python only)")
+        check_registration(url, name, message.runtime)
         archive = manager.open_model(url, name, message.handler)
         try:
             validate_name("model version", archive.version)

@@ -13,12 +13,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from hookserve.archive.reading import ModelArchive, open_archive
+from hookserve.archive.reading import ModelArchive
 from hookserve.config import ServerConfig
 from hookserve.errors import HookserveError
 from hookserve.manager.gpus import visible_gpu_count
 from hookserve.manager.limits import WorkerBounds, check_memory, estimated_worker_bytes, private_bytes
-from hookserve.manager.model_sources import resolve_model_url
+from hookserve.manager.model_sources import open_model
 from hookserve.manager.publishing import Publisher
 from hookserve.manager.registry import ModelVersion, Registry
 from hookserve.manager.supervisor import RETIRE_DELAY_S, Supervisor
@@ -42,13 +42,7 @@ class ModelManager:
     def open_model(
         self, url: str, name: str | None, handler: str | None = None, *, trusted: bool = False
     ) -> ModelArchive:
-        path = resolve_model_url(url, self.config, trusted=trusted)
-        archive = open_archive(path, self.registry.extract_root, model_name=name)
-        if handler:
-            archive.manifest["model"]["handler"] = handler
-        elif not archive.handler and self.config.default_service_handler:
-            archive.manifest["model"]["handler"] = self.config.default_service_handler  # as TorchServe
-        return archive
+        return open_model(url, self.config, self.registry.extract_root, name, handler, trusted=trusted)
 
     def check_workers(self, name: str, version: ModelVersion | None, count: int, archive: ModelArchive) -> None:
         """Refuse ``count`` workers for a version (``None``: a new one) past the worker

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hookserve.archive.reading import ModelArchive
+from hookserve.archive.reading import ModelArchive, open_archive
 from hookserve.config import ServerConfig
 from hookserve.errors import BadRequest, Conflict, DownloadArchiveError, ModelNotFound
 from hookserve.manager.limits import SETTING_MINIMUMS, strict_int
@@ -69,6 +69,39 @@ def resolve_model_url(url: str, config: ServerConfig, *, trusted: bool = False) 
     if not candidate.exists():
         raise ModelNotFound(f"Model not found in model store: {url}")
     return str(candidate)
+
+
+def check_registration(url: object, model_name: object, runtime: object) -> None:
+    """Refuse a registration's parameters before anything is opened (400)."""
+    if not url:
+        raise BadRequest("Parameter url is required.")
+    for key, value in (("url", url), ("model_name", model_name)):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"Parameter {key} must be a string")
+    if model_name is not None:
+        validate_name("model_name", model_name)
+    if runtime not in (None, "python", "python3"):
+        raise BadRequest(f"runtime {runtime!r} is not supported (python only)")
+
+
+def open_model(
+    url: str,
+    config: ServerConfig,
+    work_dir: Path,
+    name: str | None,
+    handler: str | None = None,
+    *,
+    trusted: bool = False,
+) -> ModelArchive:
+    """The archive ``url`` names (see :func:`resolve_model_url`), opened into ``work_dir``,
+    its handler set by ``handler``, else by ``default_service_handler`` when it names none."""
+    path = resolve_model_url(url, config, trusted=trusted)
+    archive = open_archive(path, work_dir, model_name=name)
+    if handler:
+        archive.manifest["model"]["handler"] = handler
+    elif not archive.handler and config.default_service_handler:
+        archive.manifest["model"]["handler"] = config.default_service_handler  # as TorchServe
+    return archive
 
 
 def _check_allowed(url: str, config: ServerConfig) -> None:

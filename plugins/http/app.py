@@ -108,7 +108,11 @@ class ListenerDispatch:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         server = scope.get("server")
-        app = self.by_port.get(server[1], self.fallback) if server else self.fallback
+        app = self.fallback
+        if server:
+            # any iterable of (host, port) by the ASGI spec, not only a tuple
+            _host, port = server
+            app = self.by_port.get(port, self.fallback)
         await app(scope, receive, send)
 
 

@@ -6,7 +6,7 @@ import falcon
 import falcon.asgi
 
 from hookserve.config import ServerConfig
-from hookserve.frontend.model_client import UNHEALTHY, ModelClient
+from hookserve.model_service import UNHEALTHY, ModelService
 from hookserve.plugins.http.bodies import body_fields, query_fields, read_body
 from hookserve.wire.framing import WorkRequest
 
@@ -16,9 +16,9 @@ SKIPPED_REQUEST_HEADERS = frozenset({"connection", "keep-alive", "transfer-encod
 
 class PingResource:
     """``/ping`` as TorchServe 0.12 answers it: ``{"status": "Healthy"}``, ``"Partial Healthy"``
-    (200) or ``"Unhealthy"`` (500), with ``problems`` naming what is short (see ``ModelClient.health``)."""
+    (200) or ``"Unhealthy"`` (500), with ``problems`` naming what is short (see ``ModelService.health``)."""
 
-    def __init__(self, models: ModelClient):
+    def __init__(self, models: ModelService):
         self.models = models
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -31,7 +31,7 @@ class PingResource:
 class PredictionsResource:
     """``POST /predictions/{model}[/{version}]`` (and the explanations path with ``kind``)."""
 
-    def __init__(self, models: ModelClient, config: ServerConfig, kind: str = "predict"):
+    def __init__(self, models: ModelService, config: ServerConfig, kind: str = "predict"):
         self.models = models
         self.max_request_size = config.max_request_size
         self.kind = kind
@@ -39,7 +39,7 @@ class PredictionsResource:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
-        # Resolve first: an unknown model is a 404 whatever the body (once the manager has
+        # Resolve first: an unknown model is a 404 whatever the body (once the service has
         # registered its start-up models: until then the request waits for them).
         route = await self.models.resolve_when_ready(model_name, version)
         body = await read_body(req, self.max_request_size)

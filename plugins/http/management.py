@@ -1,12 +1,12 @@
 """Management API resources (TorchServe 0.12 compatible), on the management listener.
 
-Changes go to the model manager over the control socket; reads come from the routes the
-manager publishes. Parameters are taken from the query string or from a JSON body.
+Reads and changes go to the model service (see ``hookserve.model_service``); this module
+parses parameters, applies the API's access rules and writes TorchServe's JSON. Parameters
+are taken from the query string or from a JSON body.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -16,18 +16,10 @@ import falcon.asgi
 import orjson
 
 from hookserve.config import ServerConfig, is_loopback
-from hookserve.errors import BadRequest, HookserveError, ManagerTimeout, ModelApiDisabled
-from hookserve.frontend.model_client import ModelClient, VersionRoute
+from hookserve.errors import BadRequest, HookserveError, ModelApiDisabled
 from hookserve.manager.limits import strict_int
-from hookserve.wire.control import (
-    DEFAULT_CALL_TIMEOUT_S,
-    ControlMessage,
-    RegisterModel,
-    ScaleWorkers,
-    SetDefault,
-    Unregister,
-    call_manager,
-)
+from hookserve.model_service import ManagementAnswer, ModelDescription, ModelRef, ModelService
+from hookserve.wire.control import RegisterModel, ScaleWorkers
 from hookserve.wire.framing import WorkRequest
 
 REGISTER_INTS = ("batch_size", "max_batch_delay", "initial_workers", "response_timeout", "startup_timeout")
@@ -68,11 +60,10 @@ def memory_usage(pid: int) -> int:
 
 
 class ManagementResources:
-    """Shared by the management resources: the model client, the manager, the config."""
+    """Shared by the management resources: the model service and the API's access rule."""
 
-    def __init__(self, models: ModelClient, config: ServerConfig):
+    def __init__(self, models: ModelService, config: ServerConfig):
         self.models = models
-        self.config = config
         self.model_api = config.enable_model_api or is_loopback(config.management_address[0])
 
     def require_model_api(self) -> None:
@@ -82,54 +73,45 @@ class ManagementResources:
                 "start the server with --enable-model-api"
             )
 
-    async def manager(self, resp: falcon.asgi.Response, message: ControlMessage) -> None:
-        try:
-            status, body = await call_manager(self.config.run_dir, message, timeout=DEFAULT_CALL_TIMEOUT_S)
-        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
-            # the manager answers a slow synchronous call itself before this; this is a
-            # manager too busy to answer at all
-            raise ManagerTimeout(
-                f"the model manager did not answer {message.op} within {DEFAULT_CALL_TIMEOUT_S:g} s; "
-                "the change may still be in progress (GET /models shows the workers)"
-            ) from None
-        self.models.refresh(force=True)  # this frontend's next request sees the change
-        resp.status = status
-        resp.media = body
 
-    def describe(self, model: str, version: str) -> dict:
-        route = self.models.resolve(model, version)
-        info = route.info
-        pending = self.models.pending_for(model, version)
-        return {
-            "modelName": model,
-            "modelVersion": version,
-            "modelUrl": info.url,
-            "runtime": info.runtime,
-            "minWorkers": info.settings.min_worker,
-            "maxWorkers": info.settings.max_worker,
-            "batchSize": info.settings.batch_size,
-            "maxBatchDelay": info.settings.max_batch_delay,
-            "responseTimeout": info.settings.response_timeout,
-            "startupTimeout": info.settings.startup_timeout,
-            "deviceType": info.device_type or ("gpu" if any(w.device != "cpu" for w in info.workers) else "cpu"),
-            "loadedAtStartup": info.loaded_at_startup,
-            "workers": [
-                {
-                    "id": w.id,
-                    "startTime": datetime.fromtimestamp(w.started_at, timezone.utc).isoformat(),
-                    "status": w.state,
-                    "pid": w.pid,
-                    "memoryUsage": memory_usage(w.pid) if w.pid else 0,
-                    "gpu": w.device != "cpu",
-                    "device": w.device,
-                }
-                for w in info.workers
-            ],
-            "jobQueueStatus": {
-                "remainingCapacity": self.models.job_queue_size - pending,
-                "pendingRequests": pending,
-            },
-        }
+def answer(resp: falcon.asgi.Response, done: ManagementAnswer) -> None:
+    resp.status = done.status
+    resp.media = {"status": done.message}
+
+
+def description_json(description: ModelDescription) -> dict:
+    """``GET /models/{name}``'s entry for one version, in TorchServe's words."""
+    settings = description.settings
+    return {
+        "modelName": description.model,
+        "modelVersion": description.version,
+        "modelUrl": description.url,
+        "runtime": description.runtime,
+        "minWorkers": settings.min_worker,
+        "maxWorkers": settings.max_worker,
+        "batchSize": settings.batch_size,
+        "maxBatchDelay": settings.max_batch_delay,
+        "responseTimeout": settings.response_timeout,
+        "startupTimeout": settings.startup_timeout,
+        "deviceType": description.device_type,
+        "loadedAtStartup": description.loaded_at_startup,
+        "workers": [
+            {
+                "id": w.id,
+                "startTime": datetime.fromtimestamp(w.started_at, timezone.utc).isoformat(),
+                "status": w.state,
+                "pid": w.pid,
+                "memoryUsage": memory_usage(w.pid) if w.pid else 0,
+                "gpu": w.device != "cpu",
+                "device": w.device,
+            }
+            for w in description.workers
+        ],
+        "jobQueueStatus": {
+            "remainingCapacity": description.queue_capacity,
+            "pendingRequests": description.pending_requests,
+        },
+    }
 
 
 class ModelsResource:
@@ -144,7 +126,9 @@ class ModelsResource:
         self.shared.require_model_api()
         params = await request_params(req, REGISTER_INTS)
         given = {k: params.get(k) for k in ("url", "model_name", "handler", "runtime", *REGISTER_INTS)}
-        await self.shared.manager(resp, RegisterModel(**given, synchronous=params.get("synchronous", True)))
+        answer(
+            resp, await self.shared.models.register(RegisterModel(**given, synchronous=params.get("synchronous", True)))
+        )
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         params = await request_params(req, ("limit", "next_page_token"))
@@ -152,13 +136,11 @@ class ModelsResource:
         start = params.get("next_page_token") or 0
         if limit < 1 or start < 0:
             raise BadRequest("limit must be positive and next_page_token not negative")
-        routes = self.shared.models.refresh().models
-        names = sorted(routes)
-        page = names[start : start + limit]
+        models = self.shared.models.list_models()
         body: dict[str, Any] = {
-            "models": [{"modelName": n, "modelUrl": routes[n].versions[routes[n].default].url} for n in page]
+            "models": [{"modelName": m.name, "modelUrl": m.url} for m in models[start : start + limit]]
         }
-        if start + limit < len(names):
+        if start + limit < len(models):
             body["nextPageToken"] = str(start + limit)
         resp.media = body
 
@@ -175,22 +157,19 @@ class ModelResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
         models = self.shared.models
-        if version == "all":
-            entry = models.refresh().models.get(model_name)
-            versions = list(entry.versions) if entry else [None]
-        else:
-            versions = [version]
+        versions = (models.versions(model_name) or [None]) if version == "all" else [version]
         described = []
         for number in versions:
-            route = models.resolve(model_name, number)
-            entry = self.shared.describe(model_name, route.version)
+            description = models.describe(model_name, number)
+            entry = description_json(description)
             if req.get_param_as_bool("customized"):
-                entry["customizedMetadata"] = await self._customized(req, route)
+                ref = await models.resolve_when_ready(model_name, description.version)
+                entry["customizedMetadata"] = await self._customized(req, ref)
             described.append(entry)
         resp.media = described
 
-    async def _customized(self, req: falcon.asgi.Request, route: VersionRoute) -> Any:
-        reply = await self.shared.models.submit(route, WorkRequest(req.context.request_id, "describe", {}, []))
+    async def _customized(self, req: falcon.asgi.Request, ref: ModelRef) -> Any:
+        reply = await self.shared.models.submit(ref, WorkRequest(req.context.request_id, "describe", {}, []))
         if reply.status >= 400:
             raise HookserveError(reply.error["message"] if reply.error else reply.body.decode(), code=reply.status)
         return reply.body.decode("utf-8", errors="replace")
@@ -199,22 +178,20 @@ class ModelResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
         params = await request_params(req, SCALE_INTS)
-        await self.shared.manager(
-            resp,
-            ScaleWorkers(
-                model=model_name,
-                version=version,
-                min_worker=params.get("min_worker"),
-                max_worker=params.get("max_worker"),
-                synchronous=params.get("synchronous", False),
-            ),
+        scaling = ScaleWorkers(
+            model=model_name,
+            version=version,
+            min_worker=params.get("min_worker"),
+            max_worker=params.get("max_worker"),
+            synchronous=params.get("synchronous", False),
         )
+        answer(resp, await self.shared.models.scale(scaling))
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str | None = None
     ) -> None:
         self.shared.require_model_api()
-        await self.shared.manager(resp, Unregister(model=model_name, version=version))
+        answer(resp, await self.shared.models.unregister(model_name, version))
 
 
 class SetDefaultResource:
@@ -224,4 +201,4 @@ class SetDefaultResource:
         self.shared = shared
 
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model_name: str, version: str) -> None:
-        await self.shared.manager(resp, SetDefault(model=model_name, version=version))
+        answer(resp, await self.shared.models.set_default(model_name, version))
