@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -96,6 +97,29 @@ def test_a_restarted_server_restores_the_registry(store, tmp_path):
         # and later changes keep being recorded
         ok(mgmt(second, "DELETE", "/models/other"))
         assert set(read_snapshot(snapshots)) == {"mlp", "ver"}
+
+
+def test_a_snapshot_of_the_previous_format_is_restored(store, tmp_path):
+    """An upgrade keeps what was registered: version 1 named the settings min_workers,
+    max_batch_delay_ms, ... and is read as version 2."""
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    settings = {
+        "min_workers": 2,
+        "max_workers": 3,
+        "batch_size": 3,
+        "max_batch_delay_ms": 7,
+        "response_timeout_s": 120,
+        "startup_timeout_s": 120,
+    }
+    saved = {"mlp": {"default": "1.0", "versions": {"1.0": {"url": "mlp.mar", "settings": settings}}}}
+    (snapshots / SNAPSHOT_FILE).write_bytes(orjson.dumps({"version": 1, "models": saved}))
+    args = ["--model-store", str(store), "--snapshot-dir", str(snapshots)]
+    with serving(Server(args, tmp_path)) as server:
+        assert registry(server) == {"mlp": {"default": "1.0", "1.0": (2, 3, 7)}}
+        mlp = ok(mgmt(server, "GET", "/models/mlp"))[0]
+        assert (mlp["minWorkers"], mlp["maxWorkers"]) == (2, 3)
+        assert requests.post(server.url("/predictions/mlp"), json=[0.5] * 64, timeout=30).status_code == 200
 
 
 def _plant(folder: Path) -> bytes:

@@ -18,6 +18,14 @@ log = logging.getLogger("hookserve.manager.snapshot")
 SNAPSHOT_FILE = "snapshot.json"
 # 2: model settings under the management API's names (min_worker, max_batch_delay, ...)
 FORMAT_VERSION = 2
+# version 1's setting names -> version 2's: a snapshot written before the upgrade is read
+V1_SETTINGS = {
+    "min_workers": "min_worker",
+    "max_workers": "max_worker",
+    "max_batch_delay_ms": "max_batch_delay",
+    "response_timeout_s": "response_timeout",
+    "startup_timeout_s": "startup_timeout",
+}
 
 
 def write_snapshot(folder: str | os.PathLike, models: dict) -> Path:
@@ -47,10 +55,21 @@ def read_versioned(path: Path, unreadable: str) -> dict | None:
     except (OSError, orjson.JSONDecodeError) as exc:
         log.error("%s cannot be read (%s); %s", path, exc, unreadable)
         return None
+    if isinstance(data, dict) and data.get("version") == 1:
+        return upgrade_v1(data)
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         log.error("%s has an unknown format; %s", path, unreadable)
         return None
     return data
+
+
+def upgrade_v1(data: dict) -> dict:
+    """A version-1 file in version 2's shape: only the settings' names changed."""
+    for model in (data.get("models") or {}).values():
+        for saved in (model.get("versions") or {}).values():
+            settings = saved.get("settings") or {}
+            saved["settings"] = {V1_SETTINGS.get(key, key): value for key, value in settings.items()}
+    return {**data, "version": FORMAT_VERSION}
 
 
 def read_snapshot(folder: str | os.PathLike) -> dict | None:
