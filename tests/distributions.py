@@ -48,9 +48,19 @@ def install_distribution(
         + "\n\n[tool.setuptools]\n"
         + f"py-modules = {top_modules!r}\npackages = {packages!r}\n".replace("'", '"')
     )
+    result = pip_install(site, [str(source)])
+    assert result.returncode == 0, f"pip install {source} failed:\n{result.stdout}\n{result.stderr}"
+    return site
+
+
+def pip_install(
+    site: Path, args: list[str], cwd: Path | None = None, offline: bool = False
+) -> subprocess.CompletedProcess:
+    """``pip install --no-deps --target site ARGS``: into a folder a server's ``PYTHONPATH`` names,
+    never into the test environment; ``offline`` forbids the package index."""
     # Without setuptools in this environment pip builds in isolation (and fetches it).
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -59,11 +69,13 @@ def install_distribution(
             "--quiet",
             "--no-deps",
             *isolation,
+            *(["--no-index"] if offline else []),
             "--target",
             str(site),
-            str(source),
+            *args,
         ],
-        check=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
-    return site

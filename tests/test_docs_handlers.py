@@ -1,10 +1,7 @@
 """docs/handlers.md, run: every file block is written out, every command is run, every curl is
-replayed against a real server and must give the answer the page prints under it.
-
-The page marks its examples with HTML comments: ``<!-- file: PATH -->`` before a block that
-is a file, ``<!-- run: NAME -->`` before a console block (``$ command`` lines, each followed
-by its expected output). The tests below name every block they run, and
-``test_every_example_is_run`` fails when the page gains an example no test runs.
+replayed against a real server and must give the answer the page prints under it
+(``doc_pages`` reads the page's marked examples). The tests below name every block they
+run, and ``test_every_example_is_run`` fails when the page gains an example no test runs.
 """
 
 from __future__ import annotations
@@ -12,27 +9,21 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import mimetypes
 import os
-import re
-import shlex
 import signal
-import subprocess
-import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+import doc_pages
+from doc_pages import DocPage, cli, matches, run_command, serve_args
 from helpers import Server, archive, pythonpath, wait_for
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "handlers.md"
-DOC_URL = "http://127.0.0.1:8080"
-BLOCK = re.compile(r"<!-- (file|run): (\S+) -->\n```[a-z]*\n(.*?)^```", re.S | re.M)
 
 # The blocks each test runs; test_every_example_is_run checks this against the page.
 RUN_BLOCKS = {
@@ -116,123 +107,13 @@ PROBE_CONFIG = "batchSize: 3\nhandler:\n  colour: blue\n"
 
 # --------------------------------------------------------------------------- the page
 
-
-@dataclass
-class Command:
-    argv: list[str]
-    env: dict[str, str]
-    expected: list[str] = field(default_factory=list)
-
-
-def doc_blocks() -> dict[tuple[str, str], str]:
-    text = DOC.read_text(encoding="utf-8")
-    blocks = {}
-    for kind, name, body in BLOCK.findall(text):
-        assert (kind, name) not in blocks, f"two blocks named {kind}: {name}"
-        blocks[kind, name] = body
-    return blocks
-
-
-def files() -> dict[str, str]:
-    return {name: body for (kind, name), body in doc_blocks().items() if kind == "file"}
-
-
-def commands(name: str) -> list[Command]:
-    """The ``$`` commands of a run block (``\\`` continues a line), with their output lines."""
-    body = doc_blocks()["run", name]
-    result: list[Command] = []
-    lines = body.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("$ "):
-            text = line[2:]
-            while text.endswith("\\"):
-                i += 1
-                text = text[:-1] + " " + lines[i].strip()
-            words = shlex.split(text)
-            env = {}
-            while words and re.match(r"^[A-Z_]+=", words[0]):
-                key, _, value = words.pop(0).partition("=")
-                env[key] = value
-            result.append(Command(words, env))
-        else:
-            assert result, f"run block {name!r} starts with output, not a command"
-            result[-1].expected.append(line)
-        i += 1
-    return result
+PAGE = DocPage(DOC)
+files = PAGE.files
+commands = PAGE.commands
 
 
 def test_every_example_is_run():
-    blocks = doc_blocks()
-    assert {name for kind, name in blocks if kind == "run"} == RUN_BLOCKS
-    assert {name for kind, name in blocks if kind == "file"} == FILE_BLOCKS
-    # Every fenced block with a language tag is a named example.
-    fences = len(re.findall(r"^```[a-z]+$", DOC.read_text(encoding="utf-8"), re.M))
-    assert fences == len(blocks), "a code block without a <!-- file/run --> marker is not tested"
-
-
-# ------------------------------------------------------------------ running commands
-
-
-def cli(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hookserve.cli", *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, **(env or {})),
-        timeout=180,
-    )
-
-
-def run_command(command: Command, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess | None:
-    """Run one non-curl, non-serve command of the page as a reader would, checking its output."""
-    argv, env = command.argv, dict(env, **command.env)
-    if argv[:2] == ["mkdir", "-p"]:
-        for folder in argv[2:]:
-            (cwd / folder).mkdir(parents=True, exist_ok=True)
-        return None
-    if argv[0] == "python":
-        result = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120)
-    elif argv[:2] == ["pip", "install"]:
-        # Into a private folder put on PYTHONPATH (never into the test environment), offline.
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-index",
-                "--target",
-                env["SITE"],
-                *argv[2:],
-            ],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    elif argv[0] == "hookserve":
-        result = cli(argv[1:], cwd, env)
-    else:
-        raise AssertionError(f"the page runs a command the test does not know: {argv}")
-    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
-    if command.expected:
-        assert matches(result.stdout.splitlines(), command.expected), f"{argv}: printed\n{result.stdout}"
-    return result
-
-
-def matches(output: list[str], expected: list[str]) -> bool:
-    """``output`` is ``expected``, where a ``...`` line stands for any number of lines."""
-    if "..." not in expected:
-        return output == expected
-    pattern = r"\n".join(".*?" if line == "..." else re.escape(line) for line in expected)
-    pattern = pattern.replace(r".*?\n", r"(?:.*\n)*?").replace(r"\n.*?", r"(?:\n.*)*?")
-    return re.fullmatch(pattern, "\n".join(output)) is not None
+    PAGE.check_every_example_is_run(RUN_BLOCKS, FILE_BLOCKS)
 
 
 def test_matches_treats_dots_as_any_lines():
@@ -243,106 +124,8 @@ def test_matches_treats_dots_as_any_lines():
     assert not matches(["a", "b"], ["a", "b", "c"])
 
 
-def serve_args(command: Command) -> list[str]:
-    assert command.argv[:2] == ["hookserve", "serve"], command.argv
-    return command.argv[2:]
-
-
-# ------------------------------------------------------------------- replaying curl
-
-
-@dataclass
-class Curl:
-    method: str
-    url: str
-    headers: dict[str, str]
-    data: bytes | None
-    files: dict | None
-    show_headers: bool
-
-
-def parse_curl(argv: list[str], cwd: Path) -> Curl:
-    assert argv[0] == "curl", argv
-    headers, data, form, url, show, method = {}, None, {}, None, False, None
-    words = iter(argv[1:])
-    for word in words:
-        if word == "-i":
-            show = True
-        elif word == "-H":
-            name, _, value = next(words).partition(":")
-            headers[name.strip()] = value.strip()
-        elif word in ("-d", "--data", "--data-binary"):
-            value = next(words)
-            data = (cwd / value[1:]).read_bytes() if value.startswith("@") else value.encode()
-        elif word == "-F":
-            name, _, spec = next(words).partition("=")
-            spec, _, content_type = spec.partition(";type=")
-            if spec.startswith("@"):
-                path = cwd / spec[1:]
-                content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                form[name] = (path.name, path.read_bytes(), content_type)
-            else:
-                form[name] = (None, spec.encode(), content_type or None)
-        elif word == "-X":
-            method = next(words)
-        elif word.startswith("http://"):
-            url = word
-        else:
-            raise AssertionError(f"curl option {word!r} is not replayed by this test")
-    assert url and url.startswith(DOC_URL), url
-    if data is not None and not any(h.lower() == "content-type" for h in headers):
-        headers["Content-Type"] = "application/x-www-form-urlencoded"  # what curl -d sends
-    method = method or ("POST" if data is not None or form else "GET")
-    return Curl(method, url[len(DOC_URL) :], headers, data, form or None, show)
-
-
-def same(actual, expected) -> bool:
-    if isinstance(expected, float) or isinstance(actual, float):
-        return isinstance(actual, (int, float)) and abs(actual - expected) <= 2e-4
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(map(same, actual, expected))
-    if isinstance(expected, dict):
-        return (
-            isinstance(actual, dict)
-            and actual.keys() == expected.keys()
-            and all(same(actual[k], expected[k]) for k in expected)
-        )
-    return type(actual) is type(expected) and actual == expected
-
-
-def check_reply(reply: requests.Response, expected: list[str], show_headers: bool, where: str) -> None:
-    lines = list(expected)
-    code = 200
-    if show_headers:
-        status = lines.pop(0)
-        code = int(status.split()[1])
-        while lines and lines[0]:
-            name, _, value = lines.pop(0).partition(": ")
-            assert name in reply.headers, f"{where}: no header {name} in {dict(reply.headers)}"
-            if value != "...":
-                assert reply.headers[name] == value, f"{where}: {name}: {reply.headers[name]!r}"
-        lines = lines[1:]
-    assert reply.status_code == code, f"{where}: {reply.status_code} {reply.text}"
-    body = "\n".join(lines)
-    try:
-        wanted = json.loads(body)
-    except json.JSONDecodeError:
-        assert reply.text == body, f"{where}: {reply.text!r}"
-    else:
-        assert reply.headers["content-type"] == "application/json", where
-        assert same(reply.json(), wanted), f"{where}: got {reply.text}, the page says {body}"
-
-
 def replay(server: Server, block: str, cwd: Path) -> list[requests.Response]:
-    replies = []
-    for command in commands(block):
-        curl = parse_curl(command.argv, cwd)
-        reply = requests.request(
-            curl.method, server.url(curl.url), headers=curl.headers, data=curl.data, files=curl.files, timeout=30
-        )
-        check_reply(reply, command.expected, curl.show_headers, f"{block}: {shlex.join(command.argv)}")
-        replies.append(reply)
-    return replies
+    return doc_pages.replay(server, PAGE, block, cwd)
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -352,9 +135,7 @@ def replay(server: Server, block: str, cwd: Path) -> list[requests.Response]:
 def workdir(tmp_path_factory) -> Path:
     """The reader's folder: the page's files written out and its pack commands run."""
     work = tmp_path_factory.mktemp("docs-handlers")
-    for name, body in files().items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(body, encoding="utf-8")
+    PAGE.write_files(work)
     (work / "hookserve-stopwatch" / "hookserve_stopwatch" / "__init__.py").write_text("")  # "(empty)"
     for command in commands("pack"):
         run_command(command, work, {})
