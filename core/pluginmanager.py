@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -80,6 +80,7 @@ class HookservePluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
         self.sources: dict[str, str] = {}
+        self.traced = False  # every hook call logged (HOOKSERVE_TRACE_HOOKS)
 
     def load_entry_points(self, *, blocked: set[str], strict: bool, third_party: bool = True) -> None:
         """Register hookserve's builtins, then (if ``third_party``) every other distribution's
@@ -144,6 +145,7 @@ def create_plugin_manager(
     if os.environ.get(TRACE_ENV, "") not in ("", "0"):
         pm.trace.root.setwriter(lambda msg: log.info("hook trace: %s", msg.rstrip()))
         pm.enable_tracing()
+        pm.traced = True
     return pm
 
 
@@ -206,6 +208,46 @@ class Hooks:
         if encoded is None:
             raise PredictionError(f"no plugin can encode a handler output of type {type(item).__name__}")
         return encoded
+
+    # A model worker's per-request calls, resolved once per worker: where exactly one plain
+    # implementation answers (the builtin alone, the common case), it is called directly,
+    # without pluggy's per-call machinery (1-2 µs a call here, three calls a request). A
+    # wrapper, a second implementation or hook tracing keeps the hook call.
+
+    def _only_implementation(self, caller: pluggy.HookCaller, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
+        impls = caller.get_hookimpls()
+        if self.pm.traced or len(impls) != 1:
+            return None
+        impl = impls[0]
+        if impl.wrapper or impl.hookwrapper or tuple(impl.argnames) != argnames:
+            return None
+        return impl.function
+
+    def input_decoder(self) -> Callable[[str, bytes], Any]:
+        """``decode_input`` as ``decode(content_type, data)``, for a worker's request loop."""
+        only = self._only_implementation(self._hook.hookserve_decode_input, ("content_type", "data"))
+        if only is not None:
+            return only
+        return lambda content_type, data: self.decode_input(content_type=content_type, data=data)
+
+    def output_encoder(self) -> Callable[[Any], EncodedOutput]:
+        """``encode_output`` as ``encode(item)``, for a worker's request loop."""
+        only = self._only_implementation(self._hook.hookserve_encode_output, ("item",))
+        if only is None:
+            return lambda item: self.encode_output(item=item)
+
+        def encode(item: Any) -> EncodedOutput:
+            encoded = only(item)
+            return encoded if encoded is not None else self.encode_output(item=item)
+
+        return encode
+
+    def batch_handler(self) -> Callable[[Model, Batch, Context], Any]:
+        """``handle_batch`` as ``handle(model, batch, context)``, for a worker's batch loop."""
+        only = self._only_implementation(self._hook.hookserve_handle_batch, ("model", "batch", "context"))
+        if only is not None:
+            return only
+        return lambda model, batch, context: self.handle_batch(model=model, batch=batch, context=context)
 
     def batcher(self, *, settings: BatchSettings) -> Batcher:
         batcher = self._hook.hookserve_batcher(settings=settings)

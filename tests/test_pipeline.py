@@ -203,3 +203,38 @@ def test_a_stage_no_plugin_answers_is_an_error_naming_it(tmp_path):
         "(every implementation of hookserve_infer returned None)"
     )
     assert tracer.stages == ["infer"]
+
+
+def test_a_worker_calls_a_lone_builtin_directly_and_any_plugin_through_the_hook(monkeypatch):
+    """The per-request fast path changes no answer: the builtin codecs and the whole-batch
+    default are called directly only while they are alone; a plugin, a wrapper or hook
+    tracing puts the hook call back, so they see every request."""
+    from hookserve.plugins import codecs, stages
+
+    hooks = Hooks(create_plugin_manager(third_party=False))
+    assert hooks.input_decoder() is codecs.hookserve_decode_input
+    assert hooks.batch_handler() is stages.hookserve_handle_batch
+    assert hooks.output_encoder()({"a": 1}).body == b'{"a":1}'
+
+    seen = []
+
+    class Watcher:
+        @hookimpl(wrapper=True)
+        def hookserve_decode_input(self, content_type, data):
+            seen.append(content_type)
+            return (yield)
+
+        @hookimpl
+        def hookserve_encode_output(self, item):
+            return None  # not mine: the builtin answers
+
+    hooks.pm.register(Watcher())
+    decode = hooks.input_decoder()
+    assert decode is not codecs.hookserve_decode_input
+    assert decode("application/json", b"[1]") == [1] and seen == ["application/json"]
+    assert hooks.output_encoder()("text").content_type == "text/plain; charset=utf-8"
+
+    monkeypatch.setenv("HOOKSERVE_TRACE_HOOKS", "1")
+    traced = Hooks(create_plugin_manager(third_party=False))
+    assert traced.input_decoder() is not codecs.hookserve_decode_input
+    assert traced.input_decoder()("text/plain", b"hi") == "hi"

@@ -8,8 +8,9 @@
 #   A_REV / B_REV   git revision of each variant (default: the working tree)
 #   A_FLAGS / B_FLAGS   extra `hookserve serve` flags, e.g. B_FLAGS=--no-batch-scheduling
 #   DURATION (s per wrk run, default 4)   DELAY (max batch delay ms, default 5)
-#   STARTUPS (default 0): first paired start-ups, A then B, each timed from launch to the first
-#     200 of a prediction, then 2 s idle and the PSS of its process group (bench/pss.py)
+#   STARTUPS (default 0): first paired start-ups (A first, then B first, ...), each timed from launch to the first
+#     200 of a prediction, then 2 s idle and the PSS of its process group (bench/pss.py);
+#     ROUNDS=0 stops after them
 #
 # Each variant is a copy of core/, plugins/ and handlers/ laid out as the `hookserve`
 # package, with a dist-info declaring its builtin plugins, put first on PYTHONPATH; the
@@ -75,8 +76,10 @@ startup() { # NAME -> "seconds-to-first-200 idle-PSS-MiB": launch, wait, 2 s idl
 }
 if [ "${STARTUPS:-0}" -gt 0 ]; then  # paired start-ups, alternating A and B
   echo "start-up (s to the first 200) and idle PSS (MiB), A: ${A_REV:-working tree}  B: ${B_REV:-working tree}" | tee startups.txt
-  for r in $(seq "$STARTUPS"); do
-    echo "start-up $r  A $(startup a "${A_FLAGS:-}")  B $(startup b "${B_FLAGS:-}")" | tee -a startups.txt
+  for r in $(seq "$STARTUPS"); do  # alternate which goes first: the second starts amid the first's teardown
+    if [ $((r % 2)) = 1 ]; then sa=$(startup a "${A_FLAGS:-}"); sb=$(startup b "${B_FLAGS:-}")
+    else sb=$(startup b "${B_FLAGS:-}"); sa=$(startup a "${A_FLAGS:-}"); fi
+    echo "start-up $r  A $sa  B $sb" | tee -a startups.txt
   done
   "$PYTHON" - startups.txt <<'PY'
 import statistics, sys
@@ -87,6 +90,7 @@ for label, i in (("start-up s", 3), ("idle PSS MiB", 4)):
           f"B/A per run {', '.join(f'{y / x:.3f}' for x, y in zip(a, b))}; median B/A {statistics.median(y / x for x, y in zip(a, b)):.3f}")
 PY
 fi
+[ "$ROUNDS" -gt 0 ] || exit 0
 PA=$(free_port); start a "${A_FLAGS:-}" "$PA"
 PB=$(free_port); start b "${B_FLAGS:-}" "$PB"
 for port in $PA $PB; do

@@ -39,15 +39,18 @@ class BatchRunner:
     def __init__(self, model: Model, context: Context):
         self.model = model
         self.context = context
-        self.hooks = model.hooks
+        hooks = model.hooks
+        self.decode = hooks.input_decoder()
+        self.handle = hooks.batch_handler()
+        self.encode = hooks.output_encoder()
 
     def run(self, batch: list[WorkRequest]) -> list[Reply]:
         replies: dict[int, Reply] = {}
         requests, runnable = [], []
-        decode = self.hooks.decode_input
+        decode = self.decode
         for position, work in enumerate(batch):
             try:
-                inputs = {f.name: decode(content_type=f.content_type, data=f.data) for f in work.fields}
+                inputs = {f.name: decode(f.content_type, f.data) for f in work.fields}
             except BadRequest as exc:
                 replies[position] = error_reply(work.key, exc)
                 continue
@@ -65,7 +68,7 @@ class BatchRunner:
         extra = TORCHSERVE_KIND_HEADERS.get(batch.kind)
         context.start_batch(ids, [dict(r.headers, **extra) if extra else r.headers for r in batch.requests])
         try:
-            outputs = batch.check_replies(self.hooks.handle_batch(model=self.model, batch=batch, context=context))
+            outputs = batch.check_replies(self.handle(self.model, batch, context))
             return [self._reply(i, key, item) for i, (key, item) in enumerate(zip(keys, outputs, strict=True))]
         except Exception as exc:
             if isinstance(exc, HookserveError):
@@ -88,7 +91,7 @@ class BatchRunner:
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
             return error_reply(key, error)
-        encoded = self.hooks.encode_output(item=item)
+        encoded = self.encode(item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
