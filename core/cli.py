@@ -154,13 +154,17 @@ def serve_config(argv: list[str]) -> ServerConfig:
     return config_from_args(parser.parse_args(argv))
 
 
-def run_serve(args: argparse.Namespace, hooks: Hooks) -> int:
+def run_serve(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from hookserve.manager.process import start_manager
 
     config = config_from_args(args)
-    hooks.configure(config=config)
-    # before gunicorn is imported: the manager's import of torch (about a second) overlaps it
+    # before the plugins and gunicorn are imported: the manager's import of torch (about a
+    # second) overlaps them
     manager = start_manager(config)
+    if hooks is None:
+        hooks = Hooks(create_plugin_manager(disabled=config.disabled_plugins, strict=config.strict_plugins))
+        hooks.cli_commands(core=CORE_COMMANDS)  # a plugin command that takes a core name is still an error
+    hooks.configure(config=config)
     from hookserve.server import HookserveApplication
 
     HookserveApplication(config, manager).run()
@@ -193,7 +197,11 @@ def command_line_plugins(argv: list[str]) -> Hooks:
     return Hooks(create_plugin_manager(disabled=known.disabled_plugins or (), strict=known.strict_plugins))
 
 
-def build_parser(hooks: Hooks) -> argparse.ArgumentParser:
+CORE_COMMANDS = ("serve", "archive", "plugins")
+
+
+def build_parser(hooks: Hooks | None) -> argparse.ArgumentParser:
+    """The command line; without ``hooks`` (``serve``'s fast start) only the core commands."""
     from hookserve.archive.command import add_archive_arguments, run_archive
 
     parser = argparse.ArgumentParser(prog="hookserve", description="Serve PyTorch models and TorchServe archives.")
@@ -212,7 +220,7 @@ def build_parser(hooks: Hooks) -> argparse.ArgumentParser:
     add_plugin_arguments(plugins)
     plugins.set_defaults(run=functools.partial(run_plugins, hooks=hooks))
 
-    for command in hooks.cli_commands(core=tuple(commands.choices)).values():
+    for command in (hooks.cli_commands(core=CORE_COMMANDS) if hooks else {}).values():
         sub = commands.add_parser(command.name, help=command.help)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
@@ -222,7 +230,9 @@ def build_parser(hooks: Hooks) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        hooks = command_line_plugins(argv)
+        # serve loads its plugins once the model manager is on its way (run_serve): they are
+        # not needed to parse its flags, and loading them first delayed every start-up
+        hooks = None if argv[:1] == ["serve"] else command_line_plugins(argv)
         args = build_parser(hooks).parse_args(argv)
         return args.run(args)
     except HookserveError as exc:
