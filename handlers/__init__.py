@@ -1,4 +1,4 @@
-"""Handlers: ``BaseHandler`` and the default handlers.
+"""Handlers: ``BaseHandler``, ``VisionHandler`` and the default handlers.
 
 ``from hookserve.handlers import BaseHandler, ImageClassifier, TextClassifier`` works; the
 classes (and torch, which they import) are loaded on first use (PEP 562), so importing
@@ -15,19 +15,28 @@ from hookserve.lazy_exports import lazy_exports
 _PUBLIC = {
     "BaseHandler": "hookserve.handlers.base_handler",
     "ImageClassifier": "hookserve.handlers.image_classifier",
+    "ImageSegmenter": "hookserve.handlers.image_segmenter",
+    "ObjectDetector": "hookserve.handlers.object_detector",
     "TextClassifier": "hookserve.handlers.text_classifier",
+    "VisionHandler": "hookserve.handlers.vision_handler",
 }
 
 # a literal list, so linters and IDEs see the names
 __all__ = [
     "BaseHandler",
     "ImageClassifier",
+    "ImageSegmenter",
+    "ObjectDetector",
     "TextClassifier",
+    "VisionHandler",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from hookserve.handlers.base_handler import BaseHandler
     from hookserve.handlers.image_classifier import ImageClassifier
+    from hookserve.handlers.image_segmenter import ImageSegmenter
+    from hookserve.handlers.object_detector import ObjectDetector
     from hookserve.handlers.text_classifier import TextClassifier
+    from hookserve.handlers.vision_handler import VisionHandler
 
 __getattr__, __dir__ = lazy_exports(globals(), _PUBLIC)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from helpers import folder_archive
 from hookserve.context import Context
-from hookserve.handlers.image_classifier import image_tensor
+from hookserve.handlers.image_transforms import image_tensor
 from hookserve.pipeline_types import Model
 from hookserve.pluginmanager import Hooks, create_plugin_manager
 from hookserve.worker.bootstrap import load_model

@@ -1,0 +1,95 @@
+"""``VisionHandler``: TorchServe 0.12's base of the image handlers.
+
+Each request's image (``data`` or ``body``: bytes, base64 text, or pixels as a nested list
+channels x height x width) becomes a tensor: bytes are opened with Pillow and passed to
+``self.image_processing`` (any callable on a PIL image, such as a subclass's torchvision
+``transforms.Compose``), lists are taken as they are. The batch is their stack on the
+handler's device.
+
+Input a client got wrong (not an image, a truncated one, one over Pillow's pixel limit,
+a ragged list) is a :class:`~hookserve.errors.BadRequest` naming the request, so the client
+gets a 400 saying what was wrong and the worker goes on serving.
+
+Not yet here: TorchServe's ``get_insights`` (Captum Integrated Gradients, for
+``/explanations``); captum is not a hookserve dependency, so ``BaseHandler``'s refusal stands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from hookserve.errors import BadRequest
+from hookserve.handlers.base_handler import BaseHandler
+from hookserve.handlers.image_transforms import to_tensor
+
+
+def open_image(data: bytes, index: int) -> Image.Image:
+    """The decoded image of request ``index``; its pixels are read now, so a broken file
+    is the client's error here rather than a failure inside ``image_processing``."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise BadRequest(f"request {index}: the image has too many pixels: {exc}") from None
+    except UnidentifiedImageError:
+        raise BadRequest(f"request {index}: the body is not an image Pillow can read ({len(data)} bytes)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports a cut-off or corrupt file in these three ways, by format.
+        raise BadRequest(f"request {index}: the image is truncated or corrupt: {exc}") from None
+    return image
+
+
+def pixels_tensor(pixels: Any, index: int) -> torch.Tensor:
+    """Pixels sent as a nested list: a float channels x height x width tensor."""
+    try:
+        tensor = torch.tensor(pixels, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise BadRequest(
+            f"request {index}: expected an image (bytes or base64 text) or pixels as a nested list "
+            f"of numbers, channels x height x width; got {type(pixels).__name__}: {exc}"
+        ) from None
+    if tensor.dim() != 3:
+        raise BadRequest(
+            f"request {index}: pixels must be a nested list channels x height x width; got shape {list(tensor.shape)}"
+        )
+    return tensor
+
+
+class VisionHandler(BaseHandler):
+    """Images in, one batch tensor to the model; subclasses say what the reply is."""
+
+    # A staticmethod so ``self.image_processing(image)`` passes the image alone, as it does
+    # for the transform objects TorchServe handlers set here.
+    image_processing: Callable[[Image.Image], torch.Tensor] = staticmethod(to_tensor)
+
+    def initialize(self, context: Any) -> None:
+        super().initialize(context)
+        if not context.system_properties.get("limit_max_image_pixels"):
+            Image.MAX_IMAGE_PIXELS = None
+
+    def preprocess(self, data: list[dict]) -> torch.Tensor:
+        images = [self._image_tensor(row, index) for index, row in enumerate(data)]
+        try:
+            batch = torch.stack(images)
+        except RuntimeError:
+            shapes = ", ".join(f"request {i}: {list(image.shape)}" for i, image in enumerate(images))
+            raise BadRequest(f"the images of one batch must have one shape after processing; got {shapes}") from None
+        return batch.to(self.device)
+
+    def _image_tensor(self, row: dict, index: int) -> torch.Tensor:
+        image = row.get("data") or row.get("body")
+        if isinstance(image, str):
+            try:
+                image = base64.b64decode(image)
+            except binascii.Error as exc:
+                raise BadRequest(f"request {index}: text that is not base64 cannot be an image: {exc}") from None
+        if isinstance(image, (bytes, bytearray)):
+            return self.image_processing(open_image(bytes(image), index))
+        return pixels_tensor(image, index)
