@@ -1,4 +1,4 @@
-"""Handlers: ``BaseHandler``, ``VisionHandler`` and the default handlers.
+"""Handlers: ``BaseHandler`` and the default handlers (the names ``--handler`` takes).
 
 ``from hookserve.handlers import BaseHandler, ImageClassifier, TextClassifier`` works; the
 classes (and torch, which they import) are loaded on first use (PEP 562), so importing
@@ -18,7 +18,6 @@ _PUBLIC = {
     "ImageSegmenter": "hookserve.handlers.image_segmenter",
     "ObjectDetector": "hookserve.handlers.object_detector",
     "TextClassifier": "hookserve.handlers.text_classifier",
-    "VisionHandler": "hookserve.handlers.vision_handler",
 }
 
 # a literal list, so linters and IDEs see the names
@@ -28,7 +27,6 @@ __all__ = [
     "ImageSegmenter",
     "ObjectDetector",
     "TextClassifier",
-    "VisionHandler",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
@@ -37,6 +35,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from hookserve.handlers.image_segmenter import ImageSegmenter
     from hookserve.handlers.object_detector import ObjectDetector
     from hookserve.handlers.text_classifier import TextClassifier
-    from hookserve.handlers.vision_handler import VisionHandler
 
 __getattr__, __dir__ = lazy_exports(globals(), _PUBLIC)

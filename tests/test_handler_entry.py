@@ -145,7 +145,7 @@ def test_unknown_name_lists_known_names(tmp_path: Path, hooks: Hooks) -> None:
     with pytest.raises(
         ArchiveError,
         match=r"handler 'audio_classifier' is neither a module in .* nor a known handler name "
-        r"\['base_handler', 'image_classifier', 'text_classifier'\]",
+        r"\['base_handler', 'image_classifier', 'image_segmenter', 'object_detector', 'text_classifier'\]",
     ):
         resolve_handler(archive, hooks)
 
