@@ -168,7 +168,11 @@ def test_body_and_json_envelopes_unwrap_requests_and_wrap_replies():
     ]
     replies = envelope.handle(batch, None)
     assert seen[-1] == ["a", "bc", b"hello", {"text": b"hi", "n": 1}]
-    assert [json.loads(reply) for reply in replies] == [{"predictions": [1, 2]}, {"predictions": [5]}, {"predictions": [2]}]
+    assert [json.loads(reply) for reply in replies] == [
+        {"predictions": [1, 2]},
+        {"predictions": [5]},
+        {"predictions": [2]},
+    ]
     assert envelope.handle([], None) == []  # empty batches pass through
 
 
@@ -223,7 +227,9 @@ def test_metric_names_feed_hookserves_metrics():
     assert (str(dimension), dimension.to_dict()) == ("ModelName:m", {"Name": "ModelName", "Value": "m"})
     assert [t.value for t in MetricTypes] == ["counter", "gauge", "histogram"]
     context.metrics.add_counter("Loops", 3, dimensions=[dimension], metric_type=MetricTypes.COUNTER)
-    assert [(r.name, r.value, r.dimensions) for r in context.metrics.take_records()] == [("Loops", 3.0, {"ModelName": "m"})]
+    assert [(r.name, r.value, r.dimensions) for r in context.metrics.take_records()] == [
+        ("Loops", 3.0, {"ModelName": "m"})
+    ]
 
 
 def test_util_pt2_backends_and_deprecated():
@@ -255,7 +261,19 @@ def test_text_handler_cleans_and_tokenizes_without_torchtext():
     assert handler._remove_accented_characters("café naïve") == "cafe naive"
     assert handler._remove_punctuation("a, b! c.") == handler._remove_puncutation("a, b! c.") == "a b c"
     # torchtext's basic_english tokenizer, token for token.
-    assert handler._tokenize("Hello, World! It's (fine).") == ["hello", ",", "world", "!", "it", "'", "s", "(", "fine", ")", "."]
+    assert handler._tokenize("Hello, World! It's (fine).") == [
+        "hello",
+        ",",
+        "world",
+        "!",
+        "it",
+        "'",
+        "s",
+        "(",
+        "fine",
+        ")",
+        ".",
+    ]
     with pytest.raises(NotImplementedError, match="contraction"):
         handler._expand_contractions("don't")
     if importlib.util.find_spec("torchtext") is None:
@@ -313,6 +331,27 @@ REFUSING_HANDLER = '''
 
         def postprocess(self, data):
             return data.argmax(dim=1).tolist()
+'''
+
+ENVELOPED_HANDLER = '''
+    """TensorFlow-Serving-style JSON in and out through TorchServe's JSONEnvelope, steps timed."""
+    import torch
+    from ts.handler_utils.timer import timed
+    from ts.torch_handler.base_handler import BaseHandler
+    from ts.torch_handler.request_envelope.json import JSONEnvelope
+
+
+    class Enveloped(BaseHandler):
+        @timed
+        def preprocess(self, data):
+            return torch.tensor(data, dtype=torch.float32)
+
+        @timed
+        def postprocess(self, data):
+            return data.argmax(dim=1).tolist()
+
+        def handle(self, data, context):
+            return JSONEnvelope(super().handle).handle(data, context)
 '''
 
 
@@ -393,7 +432,14 @@ def server(tmp_path_factory, bench):
         flags=[*weights, "--extra-files", "index_to_name.json", "--config-file", "model-config.yaml"],
     )
     archive(work, "refusing", "handler.py", files={"handler.py": REFUSING_HANDLER}, flags=weights)
-    models += ["labelled=labelled.mar", "refusing=refusing.mar"]
+    archive(
+        work,
+        "enveloped",
+        "handler.py",
+        files={"handler.py": ENVELOPED_HANDLER, "model-config.yaml": "handler:\n  profile: true\n"},
+        flags=[*weights, "--config-file", "model-config.yaml"],
+    )
+    models += ["labelled=labelled.mar", "refusing=refusing.mar", "enveloped=enveloped.mar"]
 
     with serving(Server(["--model-store", str(store), "--workers", "1", "--models", *models], work)) as srv:
         yield srv
@@ -443,3 +489,14 @@ def test_prediction_exception_sets_the_reply_status_and_message(server, bench):
     reply = post(server, "/predictions/refusing", json=ROW)
     assert reply.status_code == 200, reply.text
     assert reply.json() == int(outputs(bench[1], [ROW])[0].argmax())
+
+
+def test_json_envelope_handler_answers_instances_with_predictions(server, bench):
+    _, model = bench
+    rows = [ROW, [0.5] * 64, [-0.25] * 64]
+    expected = outputs(model, rows).argmax(dim=1).tolist()
+    reply = post(server, "/predictions/enveloped", json={"instances": rows})
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"predictions": expected}
+    reply = post(server, "/predictions/enveloped", json={"instances": [rows[2]]})
+    assert reply.json() == {"predictions": expected[2:]}

@@ -2,4 +2,7 @@
 
 from ts._unsupported import refuse
 
-raise refuse(__name__, "it drives a TensorRT-LLM engine with continuous batching and streamed replies, which hookserve's workers do not provide")
+raise refuse(
+    __name__,
+    "it drives a TensorRT-LLM engine with continuous batching and streamed replies, which hookserve's workers do not provide",
+)

@@ -2,4 +2,7 @@
 
 from ts._unsupported import refuse
 
-raise refuse(__name__, "PiPPy needs one worker spread over several processes started by torchrun, and hookserve runs each worker as one process")
+raise refuse(
+    __name__,
+    "PiPPy needs one worker spread over several processes started by torchrun, and hookserve runs each worker as one process",
+)

@@ -2,4 +2,7 @@
 
 from ts._unsupported import refuse
 
-raise refuse(__name__, "hookserve has no KServe inference protocol endpoints; hookserve-ts provides the body and json envelopes only")
+raise refuse(
+    __name__,
+    "hookserve has no KServe inference protocol endpoints; hookserve-ts provides the body and json envelopes only",
+)
