@@ -100,6 +100,187 @@ def test_prediction_exception_carries_its_status_as_a_hookserve_error():
     assert PredictionError.code == 500 and PredictionException.code == 500
 
 
+SUPPORTED_MODULES = [
+    "ts.context",
+    "ts.handler_utils.timer",
+    "ts.handler_utils.utils",
+    "ts.metrics.dimension",
+    "ts.metrics.metric_type_enum",
+    "ts.torch_handler.base_handler",
+    "ts.torch_handler.image_classifier",
+    "ts.torch_handler.request_envelope.base",
+    "ts.torch_handler.request_envelope.body",
+    "ts.torch_handler.request_envelope.json",
+    "ts.torch_handler.text_classifier",
+    "ts.torch_handler.text_handler",
+    "ts.utils.util",
+]
+UNSUPPORTED_MODULES = {
+    "ts.handler_utils.dali": "DALI",
+    "ts.handler_utils.distributed.deepspeed": "DeepSpeed",
+    "ts.handler_utils.distributed.pt_pippy": "PiPPy",
+    "ts.handler_utils.micro_batching": "MicroBatching",
+    "ts.torch_handler.dali_handler": "DALI",
+    "ts.torch_handler.dali_image_classifier": "DALI",
+    "ts.torch_handler.dali_image_segmenter": "DALI",
+    "ts.torch_handler.distributed.base_deepspeed_handler": "DeepSpeed",
+    "ts.torch_handler.distributed.base_pippy_handler": "PiPPy",
+    "ts.torch_handler.request_envelope.kserve": "KServe",
+    "ts.torch_handler.request_envelope.kservev2": "KServe",
+    "ts.torch_handler.trt_llm_handler": "TensorRT-LLM",
+    "ts.torch_handler.vllm_handler": "vLLM",
+}
+
+
+@pytest.mark.parametrize("module", SUPPORTED_MODULES)
+def test_supported_modules_import(module):
+    assert importlib.import_module(module).__doc__
+
+
+@pytest.mark.parametrize("module, what", sorted(UNSUPPORTED_MODULES.items()))
+def test_unsupported_modules_refuse_to_import_and_say_why(module, what):
+    with pytest.raises(ImportError, match=f"^{module} is not supported by hookserve .*{what}") as refused:
+        importlib.import_module(module)
+    assert refused.value.name == module
+    assert module not in sys.modules  # a second import fails the same way
+
+
+def test_body_and_json_envelopes_unwrap_requests_and_wrap_replies():
+    from ts.torch_handler.request_envelope.base import BaseEnvelope
+    from ts.torch_handler.request_envelope.body import BodyEnvelope
+    from ts.torch_handler.request_envelope.json import JSONEnvelope
+
+    seen = []
+
+    def handle(data, context):
+        seen.append(data)
+        return [len(item) for item in data] if data else data
+
+    assert issubclass(BodyEnvelope, BaseEnvelope) and issubclass(JSONEnvelope, BaseEnvelope)
+    assert BodyEnvelope(handle).handle([{"body": "abc"}, {"data": "de"}], None) == [3, 2]
+    assert seen[-1] == ["abc", "de"]
+
+    envelope = JSONEnvelope(handle)
+    batch = [
+        {"body": {"instances": ["a", "bc"]}},
+        {"data": {"instances": [{"b64": "aGVsbG8="}]}},
+        {"instances": [{"text": {"b64": "aGk="}, "n": 1}]},
+    ]
+    replies = envelope.handle(batch, None)
+    assert seen[-1] == ["a", "bc", b"hello", {"text": b"hi", "n": 1}]
+    assert [json.loads(reply) for reply in replies] == [
+        {"predictions": [1, 2]},
+        {"predictions": [5]},
+        {"predictions": [2]},
+    ]
+    assert envelope.handle([], None) == []  # empty batches pass through
+
+
+def hookserve_context(yaml_config: dict | None = None):
+    from hookserve.context import Context
+
+    return Context("m", "/nonexistent", {"model": {}}, 1, None, model_yaml_config=yaml_config)
+
+
+def test_timed_adds_the_method_time_to_hookserves_metrics_only_when_profiling():
+    from ts.handler_utils.timer import timed
+
+    class Handler:
+        def __init__(self, context):
+            self.context = context
+
+        @timed
+        def preprocess(self, data):
+            return [x * 2 for x in data]
+
+    profiled = hookserve_context({"handler": {"profile": True}})
+    assert Handler(profiled).preprocess([1, 2]) == [2, 4]
+    assert Handler(profiled).preprocess([3]) == [6]
+    timing = profiled.metrics.values["ts_handler_preprocess"]
+    assert (timing.unit, timing.count) == ("ms", 2) and timing.total >= 0
+    for config in ({"handler": {"profile": False}}, {"handler": {}}, None):
+        quiet = hookserve_context(config)
+        assert Handler(quiet).preprocess([1]) == [2]
+        assert quiet.metrics.values == {}
+
+
+def test_handler_utils_import_class_and_refuse_to_stream():
+    from ts.handler_utils.utils import import_class, send_intermediate_predict_response
+
+    from hookserve.handlers.base_handler import BaseHandler
+
+    assert import_class("base_handler.BaseHandler", module_prefix="ts.torch_handler") is BaseHandler
+    assert import_class("hookserve.handlers.base_handler.BaseHandler") is BaseHandler
+    with pytest.raises(ImportError, match="class:Nope not found in module:ts.context"):
+        import_class("ts.context.Nope")
+    with pytest.raises(NotImplementedError, match="does not stream replies"):
+        send_intermediate_predict_response(["partial"], {0: "id"}, "Intermediate", 200, hookserve_context())
+
+
+def test_metric_names_feed_hookserves_metrics():
+    from ts.metrics.dimension import Dimension
+    from ts.metrics.metric_type_enum import MetricTypes
+
+    context = hookserve_context()
+    context.metrics.keep_records("1.0")
+    dimension = Dimension("ModelName", "m")
+    assert (str(dimension), dimension.to_dict()) == ("ModelName:m", {"Name": "ModelName", "Value": "m"})
+    assert [t.value for t in MetricTypes] == ["counter", "gauge", "histogram"]
+    context.metrics.add_counter("Loops", 3, dimensions=[dimension], metric_type=MetricTypes.COUNTER)
+    assert [(r.name, r.value, r.dimensions) for r in context.metrics.take_records()] == [
+        ("Loops", 3.0, {"ModelName": "m"})
+    ]
+
+
+def test_util_pt2_backends_and_deprecated():
+    from ts.utils.util import CLEANUP_REGEX, PT2Backend, check_valid_pt2_backend, deprecated
+
+    assert check_valid_pt2_backend("inductor") and PT2Backend("inductor") is PT2Backend.INDUCTOR
+    assert not check_valid_pt2_backend("warp-drive")
+    assert CLEANUP_REGEX.sub("", "<b>fish</b> &amp; chips") == "fish  chips"
+
+    @deprecated("0.13", "new_fn")
+    def old_fn(x):
+        return x + 1
+
+    with pytest.warns(PendingDeprecationWarning, match="old_fn is deprecated in 0.13 and moved to new_fn"):
+        assert old_fn(1) == 2
+
+
+def test_text_handler_cleans_and_tokenizes_without_torchtext():
+    from ts.torch_handler.text_handler import TextHandler
+
+    from hookserve.handlers.base_handler import BaseHandler
+
+    class Texts(TextHandler):
+        pass
+
+    handler = Texts()
+    assert isinstance(handler, BaseHandler) and handler.source_vocab is None
+    assert handler._remove_html_tags("<p>caf&eacute; ok</p>") == "caf ok"
+    assert handler._remove_accented_characters("café naïve") == "cafe naive"
+    assert handler._remove_punctuation("a, b! c.") == handler._remove_puncutation("a, b! c.") == "a b c"
+    # torchtext's basic_english tokenizer, token for token.
+    assert handler._tokenize("Hello, World! It's (fine).") == [
+        "hello",
+        ",",
+        "world",
+        "!",
+        "it",
+        "'",
+        "s",
+        "(",
+        "fine",
+        ")",
+        ".",
+    ]
+    with pytest.raises(NotImplementedError, match="contraction"):
+        handler._expand_contractions("don't")
+    if importlib.util.find_spec("torchtext") is None:
+        with pytest.raises(ImportError, match="torchtext is not installed"):
+            handler.initialize(hookserve_context())
+
+
 # ---------------------------------------------------------------------- end to end
 
 LABELLED_HANDLER = '''
@@ -150,6 +331,27 @@ REFUSING_HANDLER = '''
 
         def postprocess(self, data):
             return data.argmax(dim=1).tolist()
+'''
+
+ENVELOPED_HANDLER = '''
+    """TensorFlow-Serving-style JSON in and out through TorchServe's JSONEnvelope, steps timed."""
+    import torch
+    from ts.handler_utils.timer import timed
+    from ts.torch_handler.base_handler import BaseHandler
+    from ts.torch_handler.request_envelope.json import JSONEnvelope
+
+
+    class Enveloped(BaseHandler):
+        @timed
+        def preprocess(self, data):
+            return torch.tensor(data, dtype=torch.float32)
+
+        @timed
+        def postprocess(self, data):
+            return data.argmax(dim=1).tolist()
+
+        def handle(self, data, context):
+            return JSONEnvelope(super().handle).handle(data, context)
 '''
 
 
@@ -230,7 +432,14 @@ def server(tmp_path_factory, bench):
         flags=[*weights, "--extra-files", "index_to_name.json", "--config-file", "model-config.yaml"],
     )
     archive(work, "refusing", "handler.py", files={"handler.py": REFUSING_HANDLER}, flags=weights)
-    models += ["labelled=labelled.mar", "refusing=refusing.mar"]
+    archive(
+        work,
+        "enveloped",
+        "handler.py",
+        files={"handler.py": ENVELOPED_HANDLER, "model-config.yaml": "handler:\n  profile: true\n"},
+        flags=[*weights, "--config-file", "model-config.yaml"],
+    )
+    models += ["labelled=labelled.mar", "refusing=refusing.mar", "enveloped=enveloped.mar"]
 
     with serving(Server(["--model-store", str(store), "--workers", "1", "--models", *models], work)) as srv:
         yield srv
@@ -280,3 +489,14 @@ def test_prediction_exception_sets_the_reply_status_and_message(server, bench):
     reply = post(server, "/predictions/refusing", json=ROW)
     assert reply.status_code == 200, reply.text
     assert reply.json() == int(outputs(bench[1], [ROW])[0].argmax())
+
+
+def test_json_envelope_handler_answers_instances_with_predictions(server, bench):
+    _, model = bench
+    rows = [ROW, [0.5] * 64, [-0.25] * 64]
+    expected = outputs(model, rows).argmax(dim=1).tolist()
+    reply = post(server, "/predictions/enveloped", json={"instances": rows})
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"predictions": expected}
+    reply = post(server, "/predictions/enveloped", json={"instances": [rows[2]]})
+    assert reply.json() == {"predictions": expected[2:]}

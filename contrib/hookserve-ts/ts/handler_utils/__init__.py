@@ -1,0 +1,1 @@
+"""``ts.handler_utils``: the helpers TorchServe handlers import (``timer``, ``utils`` ...)."""

@@ -1,0 +1,8 @@
+"""``ts.handler_utils.distributed.deepspeed``: not supported, see the ImportError."""
+
+from ts._unsupported import refuse
+
+raise refuse(
+    __name__,
+    "DeepSpeed needs one worker spread over several processes started by torchrun, and hookserve runs each worker as one process",
+)

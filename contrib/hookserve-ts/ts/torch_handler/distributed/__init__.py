@@ -1,0 +1,1 @@
+"""``ts.torch_handler.distributed``: TorchServe's multi-process handlers (none supported)."""
