@@ -204,6 +204,9 @@ def parse_curl(argv: list[str], cwd: Path) -> Curl:
                 form[name] = (path.name, path.read_bytes(), content_type)
             else:
                 form[name] = (None, spec.encode(), content_type or None)
+        elif word == "-T":  # the file as the body of a PUT, with no content type
+            data = (cwd / next(words)).read_bytes()
+            method = method or "PUT"
         elif word == "-X":
             method = next(words)
         elif word.startswith("http://"):
@@ -212,7 +215,7 @@ def parse_curl(argv: list[str], cwd: Path) -> Curl:
             raise AssertionError(f"curl option {word!r} is not replayed by this test")
     address = url and DOC_URL.match(url)
     assert address, f"{url} is not one of the page's listeners {sorted(DOC_LISTENERS)}"
-    if data is not None and not any(h.lower() == "content-type" for h in headers):
+    if "-T" not in argv and data is not None and not any(h.lower() == "content-type" for h in headers):
         headers["Content-Type"] = "application/x-www-form-urlencoded"  # what curl -d sends
     method = method or ("POST" if data is not None or form else "GET")
     return Curl(method, DOC_LISTENERS[address.group(0)], url[address.end() :], headers, data, form or None, show)
