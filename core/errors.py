@@ -71,6 +71,13 @@ class NotSupportedInProcess(HookserveError):
     type = "NotImplementedException"
 
 
+class ExplanationsUnavailable(HookserveError):
+    """``/explanations`` on a server without the optional Captum (``hookserve[explain]``)."""
+
+    code = 501
+    type = "ExplanationsNotSupportedException"
+
+
 class Conflict(HookserveError):
     code = 409
     type = "ConflictStatusException"

@@ -10,8 +10,9 @@ Input a client got wrong (not an image, a truncated one, one over Pillow's pixel
 a ragged list) is a :class:`~hookserve.errors.BadRequest` naming the request, so the client
 gets a 400 saying what was wrong and the worker goes on serving.
 
-Not yet here: TorchServe's ``get_insights`` (Captum Integrated Gradients, for
-``/explanations``); captum is not a hookserve dependency, so ``BaseHandler``'s refusal stands.
+``/explanations`` answers each request with Captum's Integrated Gradients attributions of its
+image tensor (its shape, as nested lists) for the class its ``target`` field names (default 0),
+as TorchServe's ``get_insights`` does; Captum is the optional extra ``hookserve[explain]``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from hookserve.errors import BadRequest
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.image_transforms import to_tensor
+from hookserve.handlers.integrated_gradients import explanation_target, integrated_gradients
 
 
 def open_image(data: bytes, index: int) -> Image.Image:
@@ -82,6 +84,26 @@ class VisionHandler(BaseHandler):
             shapes = ", ".join(f"request {i}: {list(image.shape)}" for i, image in enumerate(images))
             raise BadRequest(f"the images of one batch must have one shape after processing; got {shapes}") from None
         return batch.to(self.device)
+
+    def explain_handle(self, data_preprocess: torch.Tensor, raw_data: list) -> list:
+        """Each request explained for its own ``target``: TorchServe's ``BaseHandler`` takes the
+        first request's target for the whole batch, which would answer a batched client about
+        a class it did not ask for. ``get_insights`` is called once per request, with that
+        request's tensor (a batch of one), so a subclass's override keeps TorchServe's contract."""
+        explanations = []
+        for index, row in enumerate(raw_data):
+            target = explanation_target(row.get("target"), index)
+            raw = row.get("data") or row.get("body")
+            try:
+                explanations.extend(self.get_insights(data_preprocess[index : index + 1], raw, target))
+            except BadRequest as exc:
+                raise BadRequest(f"request {index}: {exc.message}") from None
+        return explanations
+
+    def get_insights(self, tensor_data: torch.Tensor, raw_data: Any, target: int = 0) -> list:
+        """Integrated Gradients attributions of ``tensor_data`` for class ``target``, one nested
+        list per image."""
+        return integrated_gradients(self.model, tensor_data, target).tolist()
 
     def _image_tensor(self, row: dict, index: int) -> torch.Tensor:
         image = row.get("data") or row.get("body")
