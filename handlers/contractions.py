@@ -125,5 +125,5 @@ CONTRACTION_MAP = {
     "you'll": "you will",
     "you'll've": "you will have",
     "you're": "you are",
-    "you've": "you have"
+    "you've": "you have",
 }

@@ -118,7 +118,9 @@ class TextClassifier(TextHandler):
             return_convergence_delta=False,
             target=target,
         )
-        return [{"importances": self.summarize_attributions(attributions).tolist(), "words": self.get_word_token(words)}]
+        return [
+            {"importances": self.summarize_attributions(attributions).tolist(), "words": self.get_word_token(words)}
+        ]
 
     def _text(self, row: dict, index: int) -> tuple[torch.Tensor, list[str]]:
         """One request's token ids and words."""
@@ -136,7 +138,9 @@ class TextClassifier(TextHandler):
         words = self._tokenize(self._clean(text))
         if not words:
             raise BadRequest(f"request {index}: the text has no words after clean-up")
-        return torch.as_tensor(self._token_ids(list(ngrams_iterator(words, self.ngrams)), index), device=self.device), words
+        return torch.as_tensor(
+            self._token_ids(list(ngrams_iterator(words, self.ngrams)), index), device=self.device
+        ), words
 
     def _clean(self, text: str) -> str:
         """TorchServe's clean-up, in its order."""

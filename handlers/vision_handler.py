@@ -28,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 
 from hookserve.errors import BadRequest
 from hookserve.handlers.base_handler import BaseHandler
-from hookserve.handlers.image_transforms import to_tensor
 from hookserve.handlers.explanations import request_input, request_target
+from hookserve.handlers.image_transforms import to_tensor
 from hookserve.handlers.integrated_gradients import integrated_gradients
 
 

@@ -135,8 +135,7 @@ def test_predictions_match_torchserve(server, model_dir, _torchserve) -> None:
         [{"data": text.encode(), "headers": {"Content-Type": "text/plain; charset=utf-8"}} for text in TEXTS],
     )
     theirs = [
-        torchserve_replies(_torchserve, model_dir, [{"body": Field(text.encode(), "text/plain")}])[0]
-        for text in TEXTS
+        torchserve_replies(_torchserve, model_dir, [{"body": Field(text.encode(), "text/plain")}])[0] for text in TEXTS
     ]
     assert [reply.status for reply in theirs] == [200] * len(TEXTS)
     delta = max_delta(ours, [reply.json() for reply in theirs])
