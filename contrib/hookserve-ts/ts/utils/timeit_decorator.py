@@ -14,10 +14,8 @@ def timeit(func: Callable) -> Callable:
     def time_and_log(*args: Any, **kwargs: Any) -> Any:
         start, start_cpu = time.time(), time.process_time()
         result = func(*args, **kwargs)
-        print(
-            "func: %r took a total of %2.4f sec to run and %2.4f sec of CPU time\n"
-            % (func.__name__, time.time() - start, time.process_time() - start_cpu)
-        )
+        wall, cpu = time.time() - start, time.process_time() - start_cpu
+        print(f"func: {func.__name__!r} took a total of {wall:2.4f} sec to run and {cpu:2.4f} sec of CPU time\n")
         return result
 
     return time_and_log
