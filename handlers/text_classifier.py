@@ -81,7 +81,9 @@ class TextClassifier(TextHandler):
         offsets = torch.tensor([0] + [len(ids) for ids, _ in texts[:-1]], device=self.device).cumsum(0)
         return TextBatch((torch.cat([ids for ids, _ in texts]), offsets), texts)
 
-    def inference(self, data: TextBatch, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def inference(self, data: TextBatch | tuple, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if isinstance(data, tuple):  # a subclass's preprocess shaped as TorchServe's: (token ids, words) of one text
+            return super().inference(data[0], torch.as_tensor([0], device=self.device))
         return super().inference(*data.inputs)
 
     def postprocess(self, data: torch.Tensor) -> list[dict[str, float]]:
@@ -89,6 +91,9 @@ class TextClassifier(TextHandler):
 
     def explain_handle(self, data_preprocess: TextBatch, raw_data: list) -> list:
         """Each request explained for its own ``target`` (TorchServe explains the first only)."""
+        if not isinstance(data_preprocess, TextBatch):  # a subclass's preprocess, TorchServe's shape: one text
+            row = raw_data[0]
+            return self.get_insights(data_preprocess, request_input(row), request_target(row, 0))
         explanations = []
         for index, row in enumerate(raw_data):
             target = request_target(row, index)

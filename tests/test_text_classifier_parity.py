@@ -42,6 +42,32 @@ TEXTS = [
     "Stocks can't fall; markets aren't crashing?",
     "Y'all're reading about sci-fi <br /> rockets",
 ]
+# A TorchServe handler that overrides preprocess with TorchServe 0.12's own, verbatim (one text).
+TS_STYLE_HANDLER = """
+import torch
+
+from ts.handler_utils.text_utils import ngrams_iterator
+from ts.torch_handler.text_classifier import TextClassifier
+
+
+class FirstTextOnly(TextClassifier):
+    def preprocess(self, data):
+        line = data[0]
+        text = line.get("data") or line.get("body")
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
+        text = self._remove_html_tags(text)
+        text = text.lower()
+        text = self._expand_contractions(text)
+        text = self._remove_accented_characters(text)
+        text = self._remove_punctuation(text)
+        text = self._tokenize(text)
+        text_tensor = torch.as_tensor(
+            [self.source_vocab[token] for token in ngrams_iterator(text, self.ngrams)],
+            device=self.device,
+        )
+        return text_tensor, text
+"""
 CONFIG = "batchSize: 4\nmaxBatchDelay: 3000\nminWorkers: 1\nmaxWorkers: 1\n"
 
 
@@ -78,25 +104,28 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "model-config.yaml").write_text(CONFIG)
     store = src / "store"
     store.mkdir()
-    subprocess.run(
-        [
-            sys.executable, "-m", "model_archiver.model_packaging",
-            "--model-name", "textcls", "--version", "1.0",
-            "--model-file", str(src / "model.py"), "--serialized-file", str(src / "model.pt"),
-            "--handler", "text_classifier",
-            "--extra-files", f"{src / 'source_vocab.pt'},{src / 'index_to_name.json'}",
-            "--config-file", str(src / "model-config.yaml"),
-            "--export-path", str(store),
-        ],
-        check=True, capture_output=True, env={**__import__("os").environ, "TMPDIR": str(src)},
-    )  # fmt: skip
+    (src / "ts_style.py").write_text(TS_STYLE_HANDLER)
+    for name, handler in [("textcls", "text_classifier"), ("textcls_ts", str(src / "ts_style.py"))]:
+        subprocess.run(
+            [
+                sys.executable, "-m", "model_archiver.model_packaging",
+                "--model-name", name, "--version", "1.0",
+                "--model-file", str(src / "model.py"), "--serialized-file", str(src / "model.pt"),
+                "--handler", handler,
+                "--extra-files", f"{src / 'source_vocab.pt'},{src / 'index_to_name.json'}",
+                "--config-file", str(src / "model-config.yaml"),
+                "--export-path", str(store),
+            ],
+            check=True, capture_output=True, env={**__import__("os").environ, "TMPDIR": str(src)},
+        )  # fmt: skip
     return store
 
 
 @pytest.fixture(scope="module")
 def server(store: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("text-serve")
-    with serving(Server(["--model-store", str(store), "--models", "textcls=textcls.mar"], work)) as srv:
+    models = ["textcls=textcls.mar", "textcls_ts=textcls_ts.mar"]
+    with serving(Server(["--model-store", str(store), "--models", *models], work)) as srv:
         yield srv
 
 
@@ -169,6 +198,21 @@ def test_explanations_match_torchserve(server, model_dir, _torchserve) -> None:
     # The target of a query parameter is honoured as well as one in a JSON body.
     by_query = post(server, "/explanations/textcls", data=TEXTS[0], params={"target": "1"})
     assert max_delta(by_query.json(), ours[0]) <= 1e-6
+
+
+def test_a_subclass_with_torchserves_own_preprocess_replies_as_torchserve(server, model_dir, _torchserve) -> None:
+    """One request at a time (its preprocess takes the first text of a batch, as TorchServe's)."""
+    for text in TEXTS[:2]:
+        body = {"body": Field(text.encode(), "text/plain")}
+        theirs = torchserve_replies(_torchserve, model_dir, [body])[0].json()
+        ours = post(server, "/predictions/textcls_ts", data=text.encode(), headers={"Content-Type": "text/plain"})
+        assert ours.status_code == 200, ours.text
+        assert max_delta(ours.json(), theirs) <= 1e-5
+        target = {"target": Field(b"2", "application/json")}
+        theirs = torchserve_replies(_torchserve, model_dir, [body | target], headers=[{"explain": "True"}])[0].json()
+        ours = post(server, "/explanations/textcls_ts", data=text.encode(), params={"target": "2"})
+        assert ours.status_code == 200, ours.text
+        assert max_delta(ours.json(), theirs) <= 1e-5
 
 
 def test_bad_text_input_is_a_400_and_the_worker_keeps_serving(server) -> None:
