@@ -111,7 +111,8 @@ class MetricRecord:
     ``name`` and ``unit`` are TorchServe's where it has the metric (``HandlerTime`` in
     ``ms`` from ``context.metrics``, ``PredictionTime`` per batch, the frontend's
     ``ts_inference_latency_microseconds`` per request); ``dimensions`` are extra labels
-    (``{"status": "200"}``).
+    (``{"status": "200"}``); ``metric_type`` is TorchServe's ``COUNTER``, ``GAUGE`` or
+    ``HISTOGRAM``.
     """
 
     name: str
@@ -120,3 +121,4 @@ class MetricRecord:
     model_name: str
     model_version: str | None = None
     dimensions: dict[str, str] = field(default_factory=dict)
+    metric_type: str = "GAUGE"

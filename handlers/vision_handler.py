@@ -28,8 +28,9 @@ from PIL import Image, UnidentifiedImageError
 
 from hookserve.errors import BadRequest
 from hookserve.handlers.base_handler import BaseHandler
+from hookserve.handlers.explanations import request_input, request_target
 from hookserve.handlers.image_transforms import to_tensor
-from hookserve.handlers.integrated_gradients import explanation_target, integrated_gradients
+from hookserve.handlers.integrated_gradients import integrated_gradients
 
 
 def open_image(data: bytes, index: int) -> Image.Image:
@@ -92,8 +93,8 @@ class VisionHandler(BaseHandler):
         request's tensor (a batch of one), so a subclass's override keeps TorchServe's contract."""
         explanations = []
         for index, row in enumerate(raw_data):
-            target = explanation_target(row.get("target"), index)
-            raw = row.get("data") or row.get("body")
+            target = request_target(row, index)
+            raw = request_input(row)
             try:
                 explanations.extend(self.get_insights(data_preprocess[index : index + 1], raw, target))
             except BadRequest as exc:
@@ -106,7 +107,7 @@ class VisionHandler(BaseHandler):
         return integrated_gradients(self.model, tensor_data, target).tolist()
 
     def _image_tensor(self, row: dict, index: int) -> torch.Tensor:
-        image = row.get("data") or row.get("body")
+        image = request_input(row)
         if isinstance(image, str):
             try:
                 image = base64.b64decode(image)

@@ -6,7 +6,7 @@
   are left to installed plugins and then to ``BaseHandler``'s own methods (the builtin
   ``stages`` plugin, ``trylast``). No plugin when it overrides none.
 * Anything else (a function handler, a plain class with ``initialize`` / ``handle``, a
-  ``BaseHandler`` subclass that overrides ``handle``): a ``tryfirst``
+  ``BaseHandler`` subclass that overrides ``handle``, in its class or on the instance): a ``tryfirst``
   ``hookserve_handle_batch`` that calls its ``handle(data, context)`` exactly as TorchServe
   would, so wrappers of the whole-batch hook see its batches too.
 
@@ -51,7 +51,12 @@ def handler_plugin(model: Model) -> HandlerPlugin | None:
     """The plugin of ``model.handler`` (see the module docstring), or ``None`` when it has
     neither stages to override nor a ``handle``."""
     handler = model.handler
-    if isinstance(handler, BaseHandler) and type(handler).handle is BaseHandler.handle:
+    # an instance's own ``handle`` (TorchServe's ``self.handle = MicroBatching(self)``) counts too
+    if (
+        isinstance(handler, BaseHandler)
+        and type(handler).handle is BaseHandler.handle
+        and "handle" not in vars(handler)
+    ):
         return _stages_plugin(handler)
     handle = handler if inspect.isroutine(handler) else getattr(handler, "handle", None)
     return _whole_batch_plugin(handler, handle) if callable(handle) else None

@@ -5,6 +5,7 @@ cannot import Captum answers 501 naming the ``hookserve[explain]`` extra."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,11 @@ def test_explanations_are_integrated_gradients_for_the_requested_target(mnist, t
         # another target explains another class
         other = torch.tensor(explain(server, digit_pixels(2), target="3").json())
         assert not torch.allclose(other, expected)
+        # a JSON body {"data": <base64 image>, "target": n} names its target too
+        png = encoded(Image.frombytes("L", (28, 28), digit_pixels(2)), "PNG")
+        by_json = post(server, "/explanations/mnist", json={"data": base64.b64encode(png).decode(), "target": 7})
+        assert by_json.status_code == 200, by_json.text
+        torch.testing.assert_close(torch.tensor(by_json.json()), expected, atol=1e-5, rtol=0)
 
 
 def test_a_target_out_of_range_is_a_400_and_the_worker_keeps_serving(mnist, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchserve_reference import install_torchserve
 
 from helpers import Server, archive, post, serving
 from hookserve.cli import main as hookserve_main
@@ -104,38 +105,112 @@ def test_prediction_exception_carries_its_status_as_a_hookserve_error():
 
 
 SUPPORTED_MODULES = [
+    "ts",
     "ts.context",
+    "ts.version",
+    "ts.handler_utils",
+    "ts.handler_utils.distributed",
+    "ts.handler_utils.micro_batching",
+    "ts.handler_utils.preprocess",
+    "ts.handler_utils.text_utils",
     "ts.handler_utils.timer",
     "ts.handler_utils.utils",
+    "ts.metrics",
+    "ts.metrics.caching_metric",
     "ts.metrics.dimension",
+    "ts.metrics.metric_abstract",
+    "ts.metrics.metric_cache_abstract",
+    "ts.metrics.metric_cache_errors",
     "ts.metrics.metric_type_enum",
+    "ts.metrics.unit",
+    "ts.model_service",
+    "ts.torch_handler",
     "ts.torch_handler.base_handler",
+    "ts.torch_handler.contractions",
+    "ts.torch_handler.densenet_handler",
+    "ts.torch_handler.distributed",
     "ts.torch_handler.image_classifier",
     "ts.torch_handler.image_segmenter",
     "ts.torch_handler.object_detector",
+    "ts.torch_handler.request_envelope",
     "ts.torch_handler.request_envelope.base",
     "ts.torch_handler.request_envelope.body",
     "ts.torch_handler.request_envelope.json",
     "ts.torch_handler.text_classifier",
     "ts.torch_handler.text_handler",
     "ts.torch_handler.vision_handler",
+    "ts.utils",
+    "ts.utils.timeit_decorator",
     "ts.utils.util",
 ]
+# Supported where the library they wrap is installed, as in TorchServe.
+NEEDS_LIBRARY = {
+    "ts.handler_utils.hf_batch_streamer": "transformers",
+    "ts.utils.hf_utils": "huggingface_hub",
+}
 UNSUPPORTED_MODULES = {
-    "ts.handler_utils.dali": "DALI",
+    "ts.handler_utils.preprocess.dali": "DALI",
     "ts.handler_utils.distributed.deepspeed": "DeepSpeed",
     "ts.handler_utils.distributed.pt_pippy": "PiPPy",
-    "ts.handler_utils.micro_batching": "MicroBatching",
+    "ts.metrics.metric": "context.metrics",
+    "ts.metrics.metric_cache_yaml_impl": "TorchServe's server",
+    "ts.metrics.metric_collector": "TorchServe's server",
+    "ts.metrics.metric_encoder": "TorchServe's server",
+    "ts.metrics.metrics_store": "context.metrics",
+    "ts.metrics.process_memory_metric": "TorchServe's server",
+    "ts.metrics.system_metrics": "TorchServe's server",
+    "ts.model_service.model_service": "legacy",
     "ts.torch_handler.dali_handler": "DALI",
     "ts.torch_handler.dali_image_classifier": "DALI",
-    "ts.torch_handler.dali_image_segmenter": "DALI",
     "ts.torch_handler.distributed.base_deepspeed_handler": "DeepSpeed",
     "ts.torch_handler.distributed.base_pippy_handler": "PiPPy",
     "ts.torch_handler.request_envelope.kserve": "KServe",
     "ts.torch_handler.request_envelope.kservev2": "KServe",
     "ts.torch_handler.trt_llm_handler": "TensorRT-LLM",
     "ts.torch_handler.vllm_handler": "vLLM",
+    "ts.utils.setup_model_venv": "useVenv",
 }
+# TorchServe's server itself (its worker, launcher, frontend protocol) and its own tests:
+# hookserve is the server, so no handler imports these and hookserve-ts has none of them.
+SERVER_MODULES = {
+    "ts.arg_parser",
+    "ts.async_service",
+    "ts.launcher",
+    "ts.llm_launcher",
+    "ts.model_loader",
+    "ts.model_server",
+    "ts.model_service_worker",
+    "ts.protocol",
+    "ts.protocol.otf_message_handler",
+    "ts.service",
+}
+
+
+@pytest.fixture(scope="session")
+def _torchserve(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_torchserve(tmp_path_factory.mktemp("torchserve"))
+
+
+def test_every_torchserve_module_is_provided_or_refused(_torchserve: Path) -> None:
+    """TorchServe 0.12's own module list, against this package's: nothing left out."""
+    root = _torchserve / "ts"
+    theirs = {
+        ".".join(path.relative_to(_torchserve).with_suffix("").parts).removesuffix(".__init__")
+        for path in root.rglob("*.py")
+        if "unit_tests" not in path.parts and "built-in" not in path.parts
+    }
+    classified = set(SUPPORTED_MODULES) | set(NEEDS_LIBRARY) | set(UNSUPPORTED_MODULES) | SERVER_MODULES
+    assert theirs - classified == set()
+    assert classified - theirs == set()
+
+
+@pytest.mark.parametrize("module, library", sorted(NEEDS_LIBRARY.items()))
+def test_modules_of_optional_libraries_import_where_the_library_is(module, library):
+    if importlib.util.find_spec(library) is None:
+        with pytest.raises(ImportError, match=library):
+            importlib.import_module(module)
+    else:
+        assert importlib.import_module(module).__doc__
 
 
 @pytest.mark.parametrize("module", SUPPORTED_MODULES)
@@ -280,11 +355,8 @@ def test_text_handler_cleans_and_tokenizes_without_torchtext():
         ")",
         ".",
     ]
-    with pytest.raises(NotImplementedError, match="contraction"):
-        handler._expand_contractions("don't")
-    if importlib.util.find_spec("torchtext") is None:
-        with pytest.raises(ImportError, match="torchtext is not installed"):
-            handler.initialize(hookserve_context())
+    # TorchServe's contraction table: first letter's case kept, apostrophes dropped after.
+    assert handler._expand_contractions("Don't stop, it's y'all's") == "Do not stop, it is you alls"
 
 
 # ---------------------------------------------------------------------- end to end

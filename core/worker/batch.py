@@ -29,6 +29,11 @@ def error_reply(key: int, error: HookserveError) -> Reply:
     return Reply(key, error.code, body, "application/json", error=error.to_dict())
 
 
+def is_client_error(error: HookserveError) -> bool:
+    """A 4xx: the request was wrong, not the handler or the server."""
+    return 400 <= error.code < 500
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
@@ -63,28 +68,48 @@ class BatchRunner:
         return [replies[p] for p in range(len(batch))]
 
     def _handle(self, batch: Batch, keys: list[int]) -> list[Reply]:
-        context = self.context
-        ids = [r.id for r in batch.requests]
-        extra = TORCHSERVE_KIND_HEADERS.get(batch.kind)
-        context.start_batch(ids, [dict(r.headers, **extra) if extra else r.headers for r in batch.requests])
         try:
-            outputs = batch.check_replies(self.handle(self.model, batch, context))
-            return [self._reply(i, key, item) for i, (key, item) in enumerate(zip(keys, outputs, strict=True))]
+            return self._run(batch, keys)
         except Exception as exc:
-            if isinstance(exc, HookserveError):
-                error = exc
-            elif is_out_of_memory(exc):
-                error = WorkerOutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
-            else:
-                error = PredictionError(f"handler failed: {type(exc).__name__}: {exc}")
+            error = self._error(exc)
+            ids = ",".join(r.id for r in batch.requests)
+            if is_client_error(error) and len(batch.requests) > 1:
+                # One request the client got wrong must not fail the others it was batched
+                # with: each runs again alone and gets its own reply. Only after a failure,
+                # so a good batch runs once.
+                log.warning(
+                    "model %s: batch %s failed with %s (%s); running its requests one by one",
+                    self.context.model_name,
+                    ids,
+                    error.code,
+                    error.message,
+                )
+                return [
+                    reply
+                    for request, key in zip(batch.requests, keys, strict=True)
+                    for reply in self._handle(Batch(batch.kind, [request]), [key])
+                ]
             log.error(
-                "model %s: batch %s failed: %s\n%s",
-                context.model_name,
-                ",".join(ids),
-                error.message,
-                traceback.format_exc(),
+                "model %s: batch %s failed: %s\n%s", self.context.model_name, ids, error.message, traceback.format_exc()
             )
             return [error_reply(key, error) for key in keys]
+
+    def _run(self, batch: Batch, keys: list[int]) -> list[Reply]:
+        context = self.context
+        extra = TORCHSERVE_KIND_HEADERS.get(batch.kind)
+        context.start_batch(
+            [r.id for r in batch.requests], [dict(r.headers, **extra) if extra else r.headers for r in batch.requests]
+        )
+        outputs = batch.check_replies(self.handle(self.model, batch, context))
+        return [self._reply(i, key, item) for i, (key, item) in enumerate(zip(keys, outputs, strict=True))]
+
+    @staticmethod
+    def _error(exc: Exception) -> HookserveError:
+        if isinstance(exc, HookserveError):
+            return exc
+        if is_out_of_memory(exc):
+            return WorkerOutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
+        return PredictionError(f"handler failed: {type(exc).__name__}: {exc}")
 
     def _reply(self, idx: int, key: int, item: Any) -> Reply:
         if isinstance(item, BaseException):

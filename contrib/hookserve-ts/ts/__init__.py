@@ -4,5 +4,6 @@ Only the modules TorchServe handlers import are here, and each re-exports hookse
 objects. Nothing heavy is imported at this level.
 """
 
-# The TorchServe handler API this package mirrors (TorchServe's ``ts.__version__``).
-__version__ = "0.12.0"
+from ts.version import __version__
+
+__all__ = ["__version__"]

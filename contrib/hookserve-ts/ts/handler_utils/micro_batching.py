@@ -1,10 +1,6 @@
-"""``ts.handler_utils.micro_batching``: not supported yet, see the ImportError."""
+"""``ts.handler_utils.micro_batching.MicroBatching``: hookserve's, TorchServe 0.12's pipeline of
+micro-batches on stage threads (``hookserve.handlers.micro_batching``)."""
 
-from ts._unsupported import refuse
+from hookserve.handlers.micro_batching import HANDLER_METHODS, MicroBatching
 
-raise refuse(
-    __name__,
-    "MicroBatching runs preprocess, inference and postprocess of one batch on parallel threads, "
-    "configured by the model-config.yaml micro_batching section; hookserve-ts does not provide it yet, "
-    "so use hookserve's own batching (batchSize, maxBatchDelay)",
-)
+__all__ = ["HANDLER_METHODS", "MicroBatching"]

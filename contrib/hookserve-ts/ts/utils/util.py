@@ -13,7 +13,6 @@ import enum
 import functools
 import logging
 import os
-import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 
 from hookserve.errors import PredictionError
 from hookserve.handlers.label_mapping import load_label_mapping, map_class_to_label
+from hookserve.handlers.text_utils import CLEANUP_REGEX
 from hookserve.worker.module_loading import list_classes_from_module
 
 __all__ = [
@@ -37,9 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# HTML tags and character entities, which TorchServe's text handlers strip.
-CLEANUP_REGEX = re.compile("<.*?>|&([a-z0-9]+|#[0-9]{1,6}|#x[0-9a-f]{1,6});")
 
 
 class PT2Backend(str, enum.Enum):

@@ -1,4 +1,4 @@
-"""``ts.handler_utils.dali``: not supported, see the ImportError."""
+"""``ts.handler_utils.preprocess.dali``: not supported, see the ImportError."""
 
 from ts._unsupported import refuse
 

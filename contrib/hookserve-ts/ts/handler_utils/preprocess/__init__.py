@@ -1,0 +1,1 @@
+"""``ts.handler_utils.preprocess``: TorchServe's preprocessing pipelines (only DALI, unsupported)."""

@@ -1,0 +1,1 @@
+"""``ts.model_service``: TorchServe's legacy model service API (unsupported)."""
