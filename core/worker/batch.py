@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,10 @@ def error_reply(key: int, error: HookserveError) -> Reply:
     return Reply(key, error.code, body, "application/json", error=error.to_dict())
 
 
+# Where a batch's intermediate replies go: (position of the request in the batch, reply).
+PartSender = Callable[[int, Reply], None]
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
@@ -43,8 +48,16 @@ class BatchRunner:
         self.decode = hooks.input_decoder()
         self.handle = hooks.batch_handler()
         self.encode = hooks.output_encoder()
+        # the running batch, for intermediate replies: its sender, and per handler index
+        # the request's position in the batch and its key
+        self._send_part: PartSender | None = None
+        self._positions: list[int] = []
+        self._keys: list[int] = []
+        context.intermediate_sender = self._send_intermediate
 
-    def run(self, batch: list[WorkRequest]) -> list[Reply]:
+    def run(self, batch: list[WorkRequest], send_part: PartSender | None = None) -> list[Reply]:
+        """One reply per request of ``batch``, in order. A handler that streams hands its
+        intermediate replies to ``send_part`` while it runs (without one, it cannot)."""
         replies: dict[int, Reply] = {}
         requests, runnable = [], []
         decode = self.decode
@@ -58,9 +71,25 @@ class BatchRunner:
             runnable.append(position)
         if runnable:
             keys = [batch[p].key for p in runnable]
-            for position, reply in zip(runnable, self._handle(Batch(batch[0].kind, requests), keys), strict=True):
+            self._send_part, self._positions, self._keys = send_part, runnable, keys
+            try:
+                handled = self._handle(Batch(batch[0].kind, requests), keys)
+            finally:
+                self._send_part = None
+            for position, reply in zip(runnable, handled, strict=True):
                 replies[position] = reply
         return [replies[p] for p in range(len(batch))]
+
+    def _send_intermediate(self, idx: int, item: Any) -> None:
+        if self._send_part is None:
+            raise RuntimeError(
+                f"model {self.context.model_name!r}: intermediate replies need a running batch of a "
+                "service that streams (hookserve serve's model workers)"
+            )
+        if isinstance(item, BaseException):
+            # an error reply would end the request: a failure is raised or returned by handle
+            raise TypeError(f"an intermediate reply is data, not an exception: {item!r}")
+        self._send_part(self._positions[idx], self._reply(idx, self._keys[idx], item, more=True))
 
     def _handle(self, batch: Batch, keys: list[int]) -> list[Reply]:
         context = self.context
@@ -86,7 +115,7 @@ class BatchRunner:
             )
             return [error_reply(key, error) for key in keys]
 
-    def _reply(self, idx: int, key: int, item: Any) -> Reply:
+    def _reply(self, idx: int, key: int, item: Any, more: bool = False) -> Reply:
         if isinstance(item, BaseException):
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
@@ -94,5 +123,8 @@ class BatchRunner:
         encoded = self.encode(item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
+        if more:
+            headers = dict(headers)  # the next part and the final reply read them again
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
-        return Reply(key, processor.get_response_status_code(), encoded.body, set_type or encoded.content_type, headers)
+        status = processor.get_response_status_code()
+        return Reply(key, status, encoded.body, set_type or encoded.content_type, headers, more=more)
