@@ -15,9 +15,9 @@ HTTP library makes of it.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from helpers import Server, archive, mgmt, serving, wait_for
+from hookserve.wire.framing import FrameReader, Reply, decode_reply, encode_reply
 
 pytest.importorskip("ts")
 
@@ -177,7 +178,7 @@ def test_a_handler_that_does_not_stream_is_answered_whole(server):
 
 
 def test_in_a_batch_each_client_gets_only_its_own_parts(server):
-    running, _ = server
+    running, gates = server
     reply = mgmt(
         running,
         "POST",
@@ -194,6 +195,9 @@ def test_in_a_batch_each_client_gets_only_its_own_parts(server):
     assert reply.status_code == 200, reply.text
     tags = ["b0", "b1", "b2", "b3"]
     got: dict[str, list[bytes]] = {}
+    # a first request holds the worker, so the four queue up and run as the next batch
+    blocker = stream(running, {"tag": "blocker", "parts": 1, "gate": "blocker.go"}, model="batched")
+    assert blocker.status == 200 and next(blocker.chunks()) == b"blocker:0/1\n"
 
     def one(tag: str) -> None:
         client = stream(running, {"tag": tag, "parts": 3, "gap": 0.02}, model="batched")
@@ -206,6 +210,10 @@ def test_in_a_batch_each_client_gets_only_its_own_parts(server):
     threads = [threading.Thread(target=one, args=(tag,)) for tag in tags]
     for thread in threads:
         thread.start()
+    time.sleep(1.0)  # for the four to reach the worker's queue
+    (gates / "blocker.go").touch()
+    assert list(blocker.chunks()) == [b"blocker:end"]
+    blocker.close()
     for thread in threads:
         thread.join(60)
     # one batch of four (the batch size is in every part), each client its own parts in order
@@ -246,3 +254,62 @@ def test_a_client_that_leaves_mid_stream_harms_no_one(server):
     assert after.status_code == 200 and after.text == "next:0/1\nnext:1/1\nnext:end"
     assert worker_pids(running) == before
     assert running.log().count("Traceback") == tracebacks, running.log()
+
+
+def test_a_stream_that_stalls_past_response_timeout_is_cut_and_its_worker_replaced(server):
+    """responseTimeout bounds each gap between parts (a long stream that keeps producing is
+    not cut); a gap past it ends the response as a hang does, and the worker is replaced."""
+    running, _ = server
+    params = {"url": "stream.mar", "model_name": "stalls", "response_timeout": 2, "initial_workers": 1}
+    reply = mgmt(running, "POST", "/models", params={**params, "synchronous": "true"})
+    assert reply.status_code == 200, reply.text
+    [old_pid] = worker_pids(running, "stalls")
+    # four parts 0.8 s apart: 2.4 s in all, longer than the timeout, but no gap is
+    steady = stream(running, {"tag": "steady", "parts": 4, "gap": 0.8}, model="stalls")
+    try:
+        assert list(steady.chunks())[-1] == b"steady:end"
+    finally:
+        steady.close()
+    stalled = stream(running, {"tag": "stalled", "parts": 2, "gap": 30}, model="stalls")
+    try:
+        chunks = stalled.chunks()
+        assert next(chunks) == b"stalled:0/1\n"
+        with pytest.raises(IncompleteStream):
+            next(chunks)
+    finally:
+        stalled.close()
+    assert "no part of the streamed reply came within responseTimeout=2s" in running.log()
+    wait_for(lambda: (pids := worker_pids(running, "stalls")) and old_pid not in pids, 30, what="a new worker")
+    after = wait_for(
+        lambda: (r := requests.post(running.url("/predictions/stalls"), json={"tag": "again"}, timeout=30)).ok and r,
+        30,
+        what="the replacement to answer",
+    )
+    assert after.text == "again:end"
+
+
+def test_an_intermediate_reply_frame_says_more_follows():
+    part = Reply(3, 200, b"part", "text/plain", {"x-a": "b"}, more=True)
+    final = Reply(3, 200, b"end", "text/plain")
+    frames = FrameReader().feed(b"".join([*encode_reply(part), *encode_reply(final)]))
+    assert [decode_reply(*frame) for frame in frames] == [part, final]
+
+
+def test_in_process_the_parts_come_as_one_stream_when_the_batch_is_done(tmp_path, monkeypatch):
+    from falcon import testing
+
+    from hookserve.app import create_app
+    from hookserve.config import ServerConfig
+    from hookserve.inprocess import InProcessService
+
+    monkeypatch.setenv("HS_STREAM_DIR", str(tmp_path))
+    archive(tmp_path, "stream", "stream_handler.py", files={"stream_handler.py": STREAMING_HANDLER})
+    config = ServerConfig(model_store=str(tmp_path / "store"))
+    with InProcessService(config) as service:
+        service.add(tmp_path / "store" / "stream.mar")
+        client = testing.TestClient(create_app(config, service))
+        reply = client.simulate_post("/predictions/stream", json={"tag": "here", "parts": 2})
+        assert reply.status_code == 200 and reply.text == "here:0/1\nhere:1/1\nhere:end"
+        assert "content-length" not in reply.headers
+        whole = client.simulate_post("/predictions/stream", json={"tag": "whole"})
+        assert whole.text == "whole:end" and whole.headers["content-length"] == "9"
