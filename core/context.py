@@ -84,6 +84,9 @@ class Context:
         self.model_yaml_config = model_yaml_config or {}
         # hookserve's own: set by the worker to a loader bound to this archive (see load_model)
         self.model_loader: Callable[[], Any] | None = None
+        # hookserve's own: set by the batch runner, sends request idx's next part (see
+        # send_intermediate_reply)
+        self.intermediate_sender: Callable[[int, Any], None] | None = None
 
     def load_model(self) -> Any:
         """The model object of this worker's archive, built by the ``hookserve_load`` hook.
@@ -99,6 +102,22 @@ class Context:
                 "sets one (hookserve.worker.bootstrap.load_model) so BaseHandler can load through hookserve_load"
             )
         return self.model_loader()
+
+    def send_intermediate_reply(self, idx: int, item: Any) -> None:
+        """Send ``item`` now to the client of request ``idx`` of the current batch, as the
+        next part of a streamed reply (TorchServe's ``send_intermediate_predict_response``).
+
+        The item is encoded like a reply ``handle`` returns, with the status, headers and
+        content type the handler has set for that request so far; the first part starts a
+        chunked HTTP response with them, each part is one chunk, and what ``handle`` returns
+        for the request is the last. Parts of a client that has gone away are dropped.
+        """
+        if self.intermediate_sender is None:
+            raise RuntimeError(
+                f"model {self.model_name!r}: no batch is running on this context, so there is no "
+                "request to stream to; call send_intermediate_reply from handle()"
+            )
+        self.intermediate_sender(idx, item)
 
     @property
     def system_properties(self) -> dict:

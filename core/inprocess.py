@@ -21,6 +21,8 @@ Management acts on this registry: ``register`` loads an archive under the server
 server's. Each version has exactly one worker, this process: asking for another worker
 count is refused with :class:`hookserve.errors.NotSupportedInProcess` (501). Models load on
 the CPU; ``responseTimeout`` does not apply (a running batch cannot be stopped from outside).
+A handler's intermediate replies (``Context.send_intermediate_reply``) reach the client as
+the chunks of a streamed reply, as from ``hookserve serve``, but only once its batch is done.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from hookserve.errors import (
     NotSupportedInProcess,
     ServiceUnavailable,
 )
+from hookserve.frontend.reply_stream import ReplyStream
 from hookserve.manager.model_sources import check_registration, model_settings, open_model, validate_name
 from hookserve.model_service import (
     HEALTHY,
@@ -79,6 +82,17 @@ def load_batch_runner(archive: ModelArchive, hooks: Hooks, batch_size: int) -> B
     initialize it), here in the calling process: the one call into the worker's pipeline."""
     model, context = load_model(archive, hooks, batch_size=batch_size)
     return BatchRunner(model, context)
+
+
+def streamed(parts: list[Reply], final: Reply) -> Reply:
+    """The reply of a request whose handler streamed ``parts`` before ``final``: the first
+    part's status and headers, a stream of every part and then the final reply's body."""
+    first = parts[0]
+    stream = ReplyStream(first.body, detach=lambda: None)  # nothing more will come to drop
+    for part in parts[1:]:
+        stream.put(part.body)
+    stream.finish(final)
+    return dataclasses.replace(first, more=False, stream=stream)
 
 
 class BatchThread:
@@ -156,15 +170,18 @@ class BatchThread:
         batch = [(request, future) for request, future in batch if future.set_running_or_notify_cancel()]
         if not batch:
             return
+        parts: dict[int, list[Reply]] = {}
         try:
-            replies = self.runner.run([request for request, _ in batch])
+            replies = self.runner.run(
+                [request for request, _ in batch], lambda position, part: parts.setdefault(position, []).append(part)
+            )
         except Exception as exc:  # the runner answers handler failures: this is one of its own
             log.exception("%s: the batch runner failed", self.thread.name)
             for _, future in batch:
                 future.set_exception(exc)
         else:
-            for (_, future), reply in zip(batch, replies, strict=True):
-                future.set_result(reply)
+            for position, ((_, future), reply) in enumerate(zip(batch, replies, strict=True)):
+                future.set_result(streamed(parts[position], reply) if position in parts else reply)
         self.batcher.on_replied(len(batch))
 
 

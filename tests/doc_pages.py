@@ -209,6 +209,8 @@ def parse_curl(argv: list[str], cwd: Path) -> Curl:
             method = method or "PUT"
         elif word == "-X":
             method = next(words)
+        elif word == "-N":  # curl's "no buffering" changes what it shows when, not what
+            pass
         elif word.startswith("http://"):
             url = word
         else:

@@ -34,6 +34,7 @@ RUN_BLOCKS = {
     "no-content-type",
     "context",
     "replies",
+    "stream",
     "plugin",
     "plugin-requests",
     "disable",
@@ -45,6 +46,7 @@ FILE_BLOCKS = {
     "make_weights.py",
     "tiny_handler.py",
     "tiny_raw.py",
+    "streamer.py",
     "model-config.yaml",
     "gpu-config.yaml",
     "hookserve-stopwatch/pyproject.toml",
@@ -344,6 +346,10 @@ def test_model_config_workers_and_batching(server, workdir):
 
 def test_replies_and_handler_errors(server, workdir):
     replay(server, "replies", workdir)
+
+
+def test_streaming_example(server, workdir):
+    replay(server, "stream", workdir)
     assert "ValueError: expected 4 numbers, got 3" in server.log() and "Traceback" in server.log()
 
 

@@ -285,7 +285,7 @@ def test_timed_adds_the_method_time_to_hookserves_metrics_only_when_profiling():
         assert quiet.metrics.values == {}
 
 
-def test_handler_utils_import_class_and_refuse_to_stream():
+def test_handler_utils_import_class_and_stream_only_within_a_batch():
     from ts.handler_utils.utils import import_class, send_intermediate_predict_response
 
     from hookserve.handlers.base_handler import BaseHandler
@@ -294,7 +294,8 @@ def test_handler_utils_import_class_and_refuse_to_stream():
     assert import_class("hookserve.handlers.base_handler.BaseHandler") is BaseHandler
     with pytest.raises(ImportError, match="class:Nope not found in module:ts.context"):
         import_class("ts.context.Nope")
-    with pytest.raises(NotImplementedError, match="does not stream replies"):
+    # streaming itself is tested through HTTP in test_streaming.py
+    with pytest.raises(RuntimeError, match="no batch is running"):
         send_intermediate_predict_response(["partial"], {0: "id"}, "Intermediate", 200, hookserve_context())
 
 

@@ -12,6 +12,7 @@ are sent again to a ready worker, so nothing accepted is lost and nothing runs t
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -27,6 +28,7 @@ from hookserve.errors import (
     ServiceUnavailable,
     WorkerDied,
 )
+from hookserve.frontend.reply_stream import ReplyStream, StreamAborted
 from hookserve.model_service import (
     HEALTHY,
     PARTIAL,
@@ -80,14 +82,16 @@ class VersionRoute:
 
 
 class Pending:
-    """A request on a connection: its reply future and, once seen started, since when."""
+    """A request on a connection: its reply future, once seen started since when (or since
+    its last intermediate reply), and its stream once it has sent one."""
 
-    __slots__ = ("future", "timeout", "started_at")
+    __slots__ = ("future", "timeout", "started_at", "stream")
 
     def __init__(self, future: asyncio.Future, timeout: float):
         self.future = future
         self.timeout = timeout
         self.started_at: float | None = None
+        self.stream: ReplyStream | None = None
 
 
 class WorkerConnection(asyncio.Protocol):
@@ -141,9 +145,33 @@ class WorkerConnection(asyncio.Protocol):
         pending = self.pending
         for meta, payload in self.frames.feed(data):
             reply = decode_reply(meta, payload)
+            if reply.more:
+                self._intermediate(reply)
+                continue
             entry = pending.pop(reply.key, None)
-            if entry is not None and not entry.future.done():
+            if entry is None:
+                continue
+            if entry.stream is not None:
+                entry.stream.finish(reply)
+            elif not entry.future.done():
                 entry.future.set_result(reply)
+
+    def _intermediate(self, reply: Reply) -> None:
+        """A part of a streamed reply: the first answers ``send`` with the stream, the others
+        join it. A request no longer pending (its client left) has its parts dropped."""
+        entry = self.pending.get(reply.key)
+        if entry is None:
+            return
+        if entry.started_at is not None:
+            entry.started_at = asyncio.get_running_loop().time()  # responseTimeout bounds each gap
+        if entry.stream is not None:
+            entry.stream.put(reply.body)
+            return
+        if entry.future.done():
+            return
+        entry.stream = reply.stream = ReplyStream(reply.body, functools.partial(self.pending.pop, reply.key, None))
+        reply.more = False
+        entry.future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
@@ -165,7 +193,9 @@ class WorkerConnection(asyncio.Protocol):
                 expired.append(key)
         for key in expired:
             entry = self.pending.pop(key)
-            if not entry.future.done():
+            if entry.stream is not None:
+                entry.stream.time_out(entry.timeout)
+            elif not entry.future.done():
                 entry.future.set_exception(asyncio.TimeoutError())
         self._watch_handle = loop.call_later(STARTED_POLL_S, self._watch_started)
 
@@ -184,7 +214,9 @@ class WorkerConnection(asyncio.Protocol):
             self.board.close(remove=True)
             self.board = None
         for key, entry in self.pending.items():
-            if not entry.future.done():
+            if entry.stream is not None:
+                entry.stream.fail(StreamAborted("the model worker died while streaming the reply"))
+            elif not entry.future.done():
                 entry.future.set_exception(
                     WorkerDied("the model worker died while handling the request") if key <= mark else NotStarted()
                 )
@@ -356,20 +388,26 @@ class ModelClient:
                 waiting_since = None
                 connection = min((self._connection(s) for s in sockets), key=lambda c: c.in_flight)
                 try:
-                    return await connection.send(request, route.response_timeout)
+                    reply = await connection.send(request, route.response_timeout)
+                    if reply.stream is not None:
+                        reply.stream.on_timeout = functools.partial(self._replace_soon, connection.socket_path)
+                    return reply
                 except NotStarted:
                     # gone before starting it: another worker takes it; this socket is avoided
                     # until the manager has had time to publish its replacement
                     self.unreachable[connection.socket_path] = loop.time() + UNREACHABLE_FOR_S
                     route = self.resolve(model, version)
                 except asyncio.TimeoutError:
-                    asyncio.ensure_future(self._replace_worker(connection.socket_path))
+                    self._replace_soon(connection.socket_path)
                     raise ResponseTimeout(
                         f"Model {model} version {version} did not answer within "
                         f"responseTimeout={route.response_timeout:g}s; its worker is being replaced"
                     ) from None
         finally:
             self.queued[key] -= 1
+
+    def _replace_soon(self, socket_path: str) -> None:
+        asyncio.ensure_future(self._replace_worker(socket_path))
 
     async def _replace_worker(self, socket_path: str) -> None:
         try:

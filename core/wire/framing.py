@@ -10,7 +10,10 @@ frontend gives each request it sends on a connection, rising in the order it sen
 is never used to match replies). ``kind`` is ``predict``, ``explain`` or ``describe``.
 
 Reply meta: ``{"key", "status", "headers", "content_type"}`` and the body as payload; an
-error reply also has ``"error": {"code", "type", "message"}``.
+error reply also has ``"error": {"code", "type", "message"}``. A handler that streams
+(``Context.send_intermediate_reply``) sends intermediate replies for a request before its
+final one: the same frame with ``"more": true``, one per part, in order on the request's
+connection; the final reply (without ``more``) ends the request as ever.
 
 Many requests are in flight on one connection at once; replies carry the request key and
 may come back in any order.
@@ -24,6 +27,7 @@ away (the worker drops that request if it has not started it).
 from __future__ import annotations
 
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -55,6 +59,10 @@ class Reply:
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     error: dict | None = None
+    # on the wire: an intermediate reply, more of the request's reply follows
+    more: bool = False
+    # frontend side only: a streamed reply's further body parts, ``body`` being the first
+    stream: AsyncIterator[bytes] | None = field(default=None, repr=False, compare=False)
 
 
 def encode_request(request: WorkRequest) -> list[bytes]:
@@ -88,6 +96,8 @@ def encode_reply(reply: Reply) -> list[bytes]:
     meta = {"key": reply.key, "status": reply.status, "headers": reply.headers, "content_type": reply.content_type}
     if reply.error is not None:
         meta["error"] = reply.error
+    if reply.more:
+        meta["more"] = True
     data = orjson.dumps(meta)
     return [FRAME_HEADER.pack(len(data), len(reply.body)), data, reply.body]
 
@@ -100,7 +110,13 @@ def encode_notice(notice: dict) -> list[bytes]:
 def decode_reply(meta: bytes, payload: bytes) -> Reply:
     info = orjson.loads(meta)
     return Reply(
-        info["key"], info["status"], payload, info.get("content_type"), info.get("headers") or {}, info.get("error")
+        info["key"],
+        info["status"],
+        payload,
+        info.get("content_type"),
+        info.get("headers") or {},
+        info.get("error"),
+        "more" in info,
     )
 
 

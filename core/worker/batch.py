@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,10 @@ def error_reply(key: int, error: HookserveError) -> Reply:
     return Reply(key, error.code, body, "application/json", error=error.to_dict())
 
 
+# Where a batch's intermediate replies go: (position of the request in the batch, reply).
+PartSender = Callable[[int, Reply], None]
+
+
 def is_client_error(error: HookserveError) -> bool:
     """A 4xx: the request was wrong, not the handler or the server."""
     return 400 <= error.code < 500
@@ -48,8 +53,17 @@ class BatchRunner:
         self.decode = hooks.input_decoder()
         self.handle = hooks.batch_handler()
         self.encode = hooks.output_encoder()
+        # the running batch, for intermediate replies: its sender, per handler index the
+        # request's position in the batch and its key, and whether any part has gone out
+        self._send_part: PartSender | None = None
+        self._positions: list[int] = []
+        self._keys: list[int] = []
+        self._streamed = False
+        context.intermediate_sender = self._send_intermediate
 
-    def run(self, batch: list[WorkRequest]) -> list[Reply]:
+    def run(self, batch: list[WorkRequest], send_part: PartSender | None = None) -> list[Reply]:
+        """One reply per request of ``batch``, in order. A handler that streams hands its
+        intermediate replies to ``send_part`` while it runs (without one, it cannot)."""
         replies: dict[int, Reply] = {}
         requests, runnable = [], []
         decode = self.decode
@@ -62,21 +76,39 @@ class BatchRunner:
             requests.append(Request(work.id, work.headers, inputs))
             runnable.append(position)
         if runnable:
-            keys = [batch[p].key for p in runnable]
-            for position, reply in zip(runnable, self._handle(Batch(batch[0].kind, requests), keys), strict=True):
+            self._send_part = send_part
+            try:
+                handled = self._handle(Batch(batch[0].kind, requests), [batch[p].key for p in runnable], runnable)
+            finally:
+                self._send_part = None
+            for position, reply in zip(runnable, handled, strict=True):
                 replies[position] = reply
         return [replies[p] for p in range(len(batch))]
 
-    def _handle(self, batch: Batch, keys: list[int]) -> list[Reply]:
+    def _send_intermediate(self, idx: int, item: Any) -> None:
+        if self._send_part is None:
+            raise RuntimeError(
+                f"model {self.context.model_name!r}: intermediate replies need a running batch of a "
+                "service that streams (hookserve serve's model workers)"
+            )
+        if isinstance(item, BaseException):
+            # an error reply would end the request: a failure is raised or returned by handle
+            raise TypeError(f"an intermediate reply is data, not an exception: {item!r}")
+        self._streamed = True
+        self._send_part(self._positions[idx], self._reply(idx, self._keys[idx], item, more=True))
+
+    def _handle(self, batch: Batch, keys: list[int], positions: list[int]) -> list[Reply]:
+        self._positions, self._keys, self._streamed = positions, keys, False
         try:
             return self._run(batch, keys)
         except Exception as exc:
             error = self._error(exc)
             ids = ",".join(r.id for r in batch.requests)
-            if is_client_error(error) and len(batch.requests) > 1:
+            if is_client_error(error) and len(batch.requests) > 1 and not self._streamed:
                 # One request the client got wrong must not fail the others it was batched
                 # with: each runs again alone and gets its own reply. Only after a failure,
-                # so a good batch runs once.
+                # so a good batch runs once; never after parts were streamed, which a second
+                # run would send again.
                 log.warning(
                     "model %s: batch %s failed with %s (%s); running its requests one by one",
                     self.context.model_name,
@@ -86,8 +118,8 @@ class BatchRunner:
                 )
                 return [
                     reply
-                    for request, key in zip(batch.requests, keys, strict=True)
-                    for reply in self._handle(Batch(batch.kind, [request]), [key])
+                    for request, key, position in zip(batch.requests, keys, positions, strict=True)
+                    for reply in self._handle(Batch(batch.kind, [request]), [key], [position])
                 ]
             log.error(
                 "model %s: batch %s failed: %s\n%s", self.context.model_name, ids, error.message, traceback.format_exc()
@@ -111,7 +143,7 @@ class BatchRunner:
             return WorkerOutOfMemory(f"out of memory while handling the batch: {type(exc).__name__}: {exc}")
         return PredictionError(f"handler failed: {type(exc).__name__}: {exc}")
 
-    def _reply(self, idx: int, key: int, item: Any) -> Reply:
+    def _reply(self, idx: int, key: int, item: Any, more: bool = False) -> Reply:
         if isinstance(item, BaseException):
             # the handler failed this request alone and answered the others
             error = item if isinstance(item, HookserveError) else PredictionError(f"{type(item).__name__}: {item}")
@@ -119,5 +151,8 @@ class BatchRunner:
         encoded = self.encode(item)
         processor = self.context.request_processor[idx]
         headers = processor.get_response_headers()
+        if more:
+            headers = dict(headers)  # the next part and the final reply read them again
         set_type = headers.pop("content-type", None) or headers.pop("Content-Type", None)
-        return Reply(key, processor.get_response_status_code(), encoded.body, set_type or encoded.content_type, headers)
+        status = processor.get_response_status_code()
+        return Reply(key, status, encoded.body, set_type or encoded.content_type, headers, more=more)

@@ -12,7 +12,7 @@ from hookserve.context import Context
 from hookserve.plugin_types import MetricRecord
 from hookserve.pluginmanager import Hooks
 from hookserve.wire.framing import Reply, WorkRequest
-from hookserve.worker.batch import BatchRunner
+from hookserve.worker.batch import BatchRunner, PartSender
 
 
 class MeteredBatchRunner:
@@ -26,9 +26,9 @@ class MeteredBatchRunner:
         self.version = model_version
         self.metrics.keep_records(model_version)
 
-    def run(self, batch: list[WorkRequest]) -> list[Reply]:
+    def run(self, batch: list[WorkRequest], send_part: PartSender | None = None) -> list[Reply]:
         started = time.perf_counter()
-        replies = self.runner.run(batch)
+        replies = self.runner.run(batch, send_part)
         elapsed_ms = (time.perf_counter() - started) * 1000
         prediction = MetricRecord(
             "PredictionTime",

@@ -13,7 +13,7 @@ from typing import Any
 
 from hookserve.plugin_types import Batcher
 from hookserve.tuning.busy_poll import BusyPoll
-from hookserve.wire.framing import FrameReader, WorkRequest, decode_frontend_frame, encode_reply
+from hookserve.wire.framing import FrameReader, Reply, WorkRequest, decode_frontend_frame, encode_reply
 from hookserve.wire.started_board import BOARDS_DIR, StartedBoard
 from hookserve.worker.batch import BatchRunner
 
@@ -86,6 +86,7 @@ class WorkerServer:
         self.boards_dir = ""
         # only while idle: a queue that is not empty keeps the loop busy anyway
         self.busy_poll = BusyPoll(busy_poll_s, lambda: not self.queue)
+        self._running: list[tuple[FrontendConnection, WorkRequest]] = []
 
     async def serve(self, socket_path: str, on_ready: Any) -> None:
         self.boards_dir = os.path.realpath(os.path.join(os.path.dirname(socket_path), BOARDS_DIR))
@@ -165,7 +166,9 @@ class WorkerServer:
         for connection, request in batch:
             if connection.board is not None:
                 connection.board.write(request.key)
-        replies = self.runner.run([request for _, request in batch])
+        self._running = batch
+        replies = self.runner.run([request for _, request in batch], self._send_part)
+        self._running = []
         # each connection's replies in one write: one system call per frontend, not per request
         out: dict[FrontendConnection, list[bytes]] = {}
         for (connection, _), reply in zip(batch, replies, strict=True):
@@ -173,3 +176,8 @@ class WorkerServer:
         for connection, buffers in out.items():
             connection.write(buffers)
         self.batcher.on_replied(len(batch))
+
+    def _send_part(self, position: int, reply: Reply) -> None:
+        """An intermediate reply, written at once (the batch is still running) on the
+        connection its request came from; a frontend whose client has left drops it."""
+        self._running[position][0].write(encode_reply(reply))

@@ -50,7 +50,11 @@ class PredictionsResource:
         # period is 0), which withdraws its request from the worker if not yet started.
         reply = await self.models.submit(route, WorkRequest(req.context.request_id, self.kind, headers, fields))
         resp.status = reply.status
-        resp.data = reply.body
+        if reply.stream is None:
+            resp.data = reply.body
+        else:
+            # the handler streams: chunked transfer, one chunk per part as it comes
+            resp.stream = reply.stream
         resp.content_type = reply.content_type
         for key, value in reply.headers.items():
             resp.set_header(key, str(value))

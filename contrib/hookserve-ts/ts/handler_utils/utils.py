@@ -1,13 +1,14 @@
 """``ts.handler_utils.utils``: ``import_class`` and ``send_intermediate_predict_response``.
 
-hookserve replies once per request when the batch is done, so a handler cannot stream
-partial replies yet: ``send_intermediate_predict_response`` raises ``NotImplementedError``
-saying so rather than dropping the partial reply silently.
+``send_intermediate_predict_response`` streams as in TorchServe 0.12: each call sends every
+request of ``req_id_map`` its item of ``ret`` at once, as the next chunk of a chunked HTTP
+response, and what ``handle`` returns is the last chunk (``Context.send_intermediate_reply``).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 
@@ -22,8 +23,15 @@ def import_class(class_name: str, module_prefix: str | None = None) -> type:
 
 
 def send_intermediate_predict_response(ret: list, req_id_map: dict, message: str, code: int, context: Any) -> None:
-    """Would send a partial reply before the batch ends: hookserve has no streamed replies."""
-    raise NotImplementedError(
-        "send_intermediate_predict_response: hookserve does not stream replies yet (streamed "
-        "responses are a separate hookserve issue); return the whole reply from handle() instead"
-    )
+    """Send ``ret[idx]`` now to the client of each request ``idx`` of ``req_id_map``
+    (``{batch index: request id}``, usually ``context.request_ids``).
+
+    ``message`` and ``code`` are TorchServe's whole-batch status, which its frontend does not
+    show a client either: each part carries the status, headers and content type the handler
+    set for its request (``context.set_response_status``, default 200). Under torchrun only
+    rank 0 replies, as in TorchServe.
+    """
+    if str(os.getenv("LOCAL_RANK", "0")) != "0":
+        return
+    for idx in req_id_map:
+        context.send_intermediate_reply(idx, ret[idx])

@@ -4,5 +4,5 @@ from ts._unsupported import refuse
 
 raise refuse(
     __name__,
-    "it drives a vLLM engine with continuous batching and streamed replies, which hookserve's workers do not provide",
+    "it drives a vLLM engine with continuous batching, which hookserve's workers do not provide",
 )
