@@ -269,3 +269,24 @@ def test_resnet18_top5_is_torchvisions(server):
             f"class {index}": prob for index, prob in zip(top.indices[0].tolist(), top.values[0].tolist(), strict=True)
         }
         compare(reply, expected)
+
+
+def converted(body: bytes, mode: str) -> bytes:
+    """``body`` as a PNG of mode ``mode``."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(body)).convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_image_modes_torchserve_cannot_classify(mode, torchserve, store, server, tmp_path, parity_figures):
+    """A difference on purpose: TorchServe's ImageClassifier feeds a greyscale, RGBA or palette
+    PNG to ``Normalize`` with its channels as they are and fails the batch; hookserve's classifies
+    it as RGB, which is TorchServe's reply to the same picture sent as an RGB PNG."""
+    body = converted(CLASSIFIER_INPUTS[0][0], mode)
+    model_dir = extract_archive(store / "resnet18.mar", tmp_path / "resnet18")
+    (failed,) = torchserve_replies(torchserve, model_dir, [{"body": Field(body, "image/png")}], model_name="resnet18")
+    assert failed.status >= 500, failed
+    (ours,) = served(server, "resnet18", [(body, "image/png")])
+    (theirs,) = reference(torchserve, store, "resnet18", [(converted(body, "RGB"), "image/png")], tmp_path / "rgb")
+    parity_figures[f"image_classifier {mode} PNG (TorchServe: as RGB)"] = compare(ours, theirs)
