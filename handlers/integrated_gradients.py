@@ -30,12 +30,8 @@ def explanation_target(value: Any, index: int) -> int:
         raise BadRequest(f"request {index}: target must be a class index (an integer), got {value!r}") from None
 
 
-def integrated_gradients(model: Any, inputs: torch.Tensor, target: int) -> torch.Tensor:
-    """Attributions of ``inputs`` (shape kept) for the model's output ``target``.
-
-    The target is checked against one forward pass first, so a wrong one is the client's
-    400 naming the number of classes rather than an indexing error deep inside Captum.
-    """
+def captum_integrated_gradients(model: Any) -> Any:
+    """Captum's ``IntegratedGradients(model)``; without Captum, the 501 that says to install it."""
     try:
         from captum.attr import IntegratedGradients
     except ImportError as exc:
@@ -43,8 +39,18 @@ def integrated_gradients(model: Any, inputs: torch.Tensor, target: int) -> torch
             f"explanations need Captum, which this server cannot import ({exc}); "
             "install it with: pip install hookserve[explain]"
         ) from None
+    return IntegratedGradients(model)
+
+
+def integrated_gradients(model: Any, inputs: torch.Tensor, target: int) -> torch.Tensor:
+    """Attributions of ``inputs`` (shape kept) for the model's output ``target``.
+
+    The target is checked against one forward pass first, so a wrong one is the client's
+    400 naming the number of classes rather than an indexing error deep inside Captum.
+    """
+    explainer = captum_integrated_gradients(model)
     with torch.no_grad():
         classes = model(inputs).shape[-1]
     if not 0 <= target < classes:
         raise BadRequest(f"target {target} is out of range: the model has {classes} classes (0 to {classes - 1})")
-    return IntegratedGradients(model).attribute(inputs, target=target, n_steps=N_STEPS)
+    return explainer.attribute(inputs, target=target, n_steps=N_STEPS)

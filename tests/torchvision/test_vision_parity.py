@@ -105,6 +105,22 @@ class DigitClassifier(ImageClassifier):
                 log.write(f"{len(data)}\\n")
         return super().preprocess(data)
 """
+# TorchServe's own get_insights, copied as handlers copy it: ``self.ig`` is set by TorchServe's
+# VisionHandler.initialize (hookserve's makes it on first use).
+IG_HANDLER = """
+from torchvision import transforms
+from ts.torch_handler.vision_handler import VisionHandler
+
+
+class DigitExplainer(VisionHandler):
+    image_processing = transforms.Compose([transforms.Grayscale(), transforms.Resize((28, 28)), transforms.ToTensor()])
+
+    def postprocess(self, data):
+        return data.argmax(1).tolist()
+
+    def get_insights(self, tensor_data, _, target=0):
+        return self.ig.attribute(tensor_data, target=target, n_steps=15).tolist()
+"""
 IMAGENET = transforms.Compose(
     [
         transforms.Resize(256),
@@ -162,6 +178,7 @@ def store(tmp_path_factory) -> Path:
         "detector.py": DETECTOR_MODEL,
         "digits.py": DIGITS_MODEL,
         "digit_handler.py": DIGITS_HANDLER,
+        "ig_handler.py": IG_HANDLER,
         # ImageNet's file form: {"index": ["wordnet id", "label"]}
         "imagenet_labels/index_to_name.json": json.dumps({str(i): [f"n{i:08d}", f"class {i}"] for i in range(1000)}),
         "detector_labels/index_to_name.json": json.dumps({"0": "__background__", "1": "cat", "2": "dog", "3": "bird"}),
@@ -202,6 +219,7 @@ def store(tmp_path_factory) -> Path:
         "detector": [*eager[:1], "detector.py", eager[1], "detector.pt", "--handler", "object_detector",
                      "--extra-files", "detector_labels/index_to_name.json"],
         "digits": [*eager[:1], "digits.py", eager[1], "digits.pt", "--handler", "digit_handler.py"],
+        "digits_ig": [*eager[:1], "digits.py", eager[1], "digits.pt", "--handler", "ig_handler.py"],
     }  # fmt: skip
     for name, flags in archives.items():
         torch_model_archiver(store, name, *[str(work / flag) if (work / flag).is_file() else flag for flag in flags])
@@ -211,7 +229,7 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(store: Path, tmp_path_factory):
     args = ["--model-store", str(store), "--workers", "1", "--batch-size", str(BATCH), "--max-batch-delay", "3000"]
-    names = ("resnet18", "segmenter", "detector", "digits")
+    names = ("resnet18", "segmenter", "detector", "digits", "digits_ig")
     work = tmp_path_factory.mktemp("vision-serve")
     models = ["--models", *[f"{name}={name}.mar" for name in names]]
     srv = Server([*args, *models], work, env={"BATCH_LOG": str(work / "batches")})
@@ -219,12 +237,12 @@ def server(store: Path, tmp_path_factory):
         yield srv
 
 
-def served(server: Server, model: str, inputs: list[tuple[bytes, str]]) -> list:
+def served(server: Server, model: str, inputs: list[tuple[bytes, str]], api: str = "predictions") -> list:
     """hookserve's replies, the requests sent at once so that they make one batch."""
 
     def predict(item: tuple[bytes, str]):
         body, content_type = item
-        return post(server, f"/predictions/{model}", data=body, headers={"Content-Type": content_type})
+        return post(server, f"/{api}/{model}", data=body, headers={"Content-Type": content_type})
 
     with ThreadPoolExecutor(len(inputs)) as pool:
         replies = list(pool.map(predict, inputs))
@@ -233,11 +251,15 @@ def served(server: Server, model: str, inputs: list[tuple[bytes, str]]) -> list:
     return [json.loads(reply.content) for reply in replies]
 
 
-def reference(torchserve: Path, store: Path, model: str, inputs: list[tuple[bytes, str]], tmp: Path) -> list:
-    """TorchServe's replies to the same requests as one batch, on the same archive extracted."""
+def reference(
+    torchserve: Path, store: Path, model: str, inputs: list[tuple[bytes, str]], tmp: Path, explain: bool = False
+) -> list:
+    """TorchServe's replies to the same requests as one batch, on the same archive extracted
+    (``explain``: as its frontend sends ``/explanations``, with the ``explain`` header)."""
     model_dir = extract_archive(store / f"{model}.mar", tmp / model)
     requests = [{"body": Field(body, content_type)} for body, content_type in inputs]
-    replies = torchserve_replies(torchserve, model_dir, requests, model_name=model)
+    headers = [{"explain": "True"}] * len(inputs) if explain else None
+    replies = torchserve_replies(torchserve, model_dir, requests, model_name=model, headers=headers)
     for reply in replies:
         assert reply.status == 200, reply.body
     return [reply.json() for reply in replies]
@@ -250,8 +272,9 @@ def reference(torchserve: Path, store: Path, model: str, inputs: list[tuple[byte
         ("image_segmenter lraspp", "segmenter", SEGMENTER_INPUTS),
         ("object_detector faster-rcnn", "detector", DETECTOR_INPUTS),
         ("torchvision transforms handler", "digits", DIGITS_INPUTS),
+        ("VisionHandler subclass", "digits_ig", DIGITS_INPUTS),
     ],
-    ids=["image_classifier", "image_segmenter", "object_detector", "transforms_subclass"],
+    ids=["image_classifier", "image_segmenter", "object_detector", "transforms_subclass", "vision_subclass"],
 )
 def test_replies_are_torchserves(case, model, inputs, torchserve, store, server, tmp_path, parity_figures):
     ours = served(server, model, inputs)
@@ -268,6 +291,16 @@ def test_replies_are_torchserves(case, model, inputs, torchserve, store, server,
         found.add(compare(served(server, model, inputs), theirs))
         batches = [int(size) for size in (server.log_path.parent / "batches").read_text().split()]
         assert sum(batches) == 2 * len(inputs) and max(batches) > 1, batches
+
+
+@pytest.mark.parametrize("model", ["digits", "digits_ig"])
+def test_explanations_are_torchserves(model, torchserve, store, server, tmp_path, parity_figures):
+    """``/explanations`` (Integrated Gradients for class 0, the default target): hookserve's
+    ``get_insights`` (``digits``) and TorchServe's own, which calls ``self.ig`` (``digits_ig``)."""
+    ours = served(server, model, DIGITS_INPUTS, api="explanations")
+    theirs = reference(torchserve, store, model, DIGITS_INPUTS, tmp_path, explain=True)
+    parity_figures[f"explanations {model}"] = found = compare(ours, theirs)
+    assert found.numbers == len(DIGITS_INPUTS) * 28 * 28
 
 
 def test_resnet18_top5_is_torchvisions(server):
