@@ -33,14 +33,20 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return pixels.view(height, width, len(image.getbands())).permute(2, 0, 1).float().div(255)
 
 
+def resized_size(width: int, height: int, short: int = RESIZE) -> tuple[int, int]:
+    """``transforms.Resize(short)``'s output size: the shorter side ``short``, the longer
+    ``int(short * long / shorter)``, torchvision's arithmetic exactly (scaling by
+    ``short / shorter`` first rounds differently: a 49x49 image would become 256x255)."""
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """``Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std)`` of ``image``
     as RGB: the 3x224x224 input of TorchServe's image classifier and segmenter."""
     image = image.convert("RGB")
-    width, height = image.size
-    scale = RESIZE / min(width, height)
-    # torchvision truncates the longer side (int(), not round()).
-    width, height = (RESIZE, int(height * scale)) if width <= height else (int(width * scale), RESIZE)
+    width, height = resized_size(*image.size)
     image = image.resize((width, height), Image.Resampling.BILINEAR)
     left, top = int(round((width - CROP) / 2.0)), int(round((height - CROP) / 2.0))
     tensor = to_tensor(image.crop((left, top, left + CROP, top + CROP)))

@@ -11,10 +11,15 @@ from hookserve.handlers.explanations import captum_attr, check_target
 N_STEPS = 15
 
 
+def captum_integrated_gradients(model: torch.nn.Module) -> object:
+    """Captum's ``IntegratedGradients(model)``; without Captum, the 501 that says to install it."""
+    return captum_attr().IntegratedGradients(model)
+
+
 def integrated_gradients(model: torch.nn.Module, inputs: torch.Tensor, target: int) -> torch.Tensor:
     """Attributions of ``inputs`` (shape kept) for the model's output ``target``, which is
     checked against one forward pass first."""
-    attr = captum_attr()
+    explainer = captum_integrated_gradients(model)
     with torch.no_grad():
         check_target(target, model(inputs).shape[-1])
-    return attr.IntegratedGradients(model).attribute(inputs, target=target, n_steps=N_STEPS)
+    return explainer.attribute(inputs, target=target, n_steps=N_STEPS)

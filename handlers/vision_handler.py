@@ -30,7 +30,7 @@ from hookserve.errors import BadRequest
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.explanations import request_input, request_target
 from hookserve.handlers.image_transforms import to_tensor
-from hookserve.handlers.integrated_gradients import integrated_gradients
+from hookserve.handlers.integrated_gradients import captum_integrated_gradients, integrated_gradients
 
 
 def open_image(data: bytes, index: int) -> Image.Image:
@@ -72,10 +72,26 @@ class VisionHandler(BaseHandler):
     # for the transform objects TorchServe handlers set here.
     image_processing: Callable[[Image.Image], torch.Tensor] = staticmethod(to_tensor)
 
+    _ig: Any = None
+
     def initialize(self, context: Any) -> None:
         super().initialize(context)
         if not context.system_properties.get("limit_max_image_pixels"):
             Image.MAX_IMAGE_PIXELS = None
+
+    @property
+    def ig(self) -> Any:
+        """Captum's ``IntegratedGradients(self.model)``: TorchServe's ``initialize`` sets it, and
+        handlers copied from TorchServe call ``self.ig.attribute(...)`` in their ``get_insights``.
+        Made on first use, so a server without Captum still serves predictions."""
+        if self._ig is None:
+            self._ig = captum_integrated_gradients(self.model)
+        return self._ig
+
+    @ig.setter
+    def ig(self, explainer: Any) -> None:
+        # A handler's own initialize may set its own, as it would under TorchServe.
+        self._ig = explainer
 
     def preprocess(self, data: list[dict]) -> torch.Tensor:
         images = [self._image_tensor(row, index) for index, row in enumerate(data)]

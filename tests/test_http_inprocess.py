@@ -214,8 +214,9 @@ def test_requests_that_arrive_while_a_batch_runs_form_the_next_batch(client):
     async def burst():
         async with testing.ASGIConductor(client.app) as conductor:
             slow = asyncio.ensure_future(
-                conductor.simulate_post("/predictions/probe", json={"n": "slow", "sleep": 0.5})
+                conductor.simulate_post("/predictions/probe", json={"n": "slow", "sleep": 2.0})
             )
+            # the slow batch runs long enough that the three are queued behind it on a loaded machine
             await asyncio.sleep(0.15)
             rest = [conductor.simulate_post("/predictions/probe", json={"n": n}) for n in ("a", "b", "c")]
             return await slow, await asyncio.gather(*rest)
@@ -238,7 +239,7 @@ def test_a_batch_holds_one_kind_of_request(service):
 
     async def scenario():
         ref = await service.resolve_when_ready("probe")
-        slow = submitted(service, ref, "slow-kinds", sleep=0.3)
+        slow = submitted(service, ref, "slow-kinds", sleep=1.5)
         await asyncio.sleep(0.1)
         queued = [
             submitted(service, ref, "p1"),

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchserve_reference import Field, extract_archive, install_torchserve, torchserve_replies
 
 from helpers import Server, post, pythonpath, serving
 from hookserve.handlers.text_classifier import TextClassifier
 from hookserve.handlers.text_utils import ngrams_iterator
+from parity import compare
+from torchserve_reference import Field, extract_archive, torchserve_replies
 
 MODEL_SOURCE = """
 import torch
@@ -69,11 +70,6 @@ class FirstTextOnly(TextClassifier):
         return text_tensor, text
 """
 CONFIG = "batchSize: 4\nmaxBatchDelay: 3000\nminWorkers: 1\nmaxWorkers: 1\n"
-
-
-@pytest.fixture(scope="session")
-def _torchserve(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_torchserve(tmp_path_factory.mktemp("torchserve"))
 
 
 def vocabulary(texts: list[str]) -> dict[str, int]:
@@ -134,20 +130,6 @@ def model_dir(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return extract_archive(store / "textcls.mar", tmp_path_factory.mktemp("text-extracted"))
 
 
-def max_delta(ours: object, theirs: object) -> float:
-    """The largest absolute difference between two equally shaped JSON values of numbers."""
-    if isinstance(ours, dict):
-        assert ours.keys() == theirs.keys()
-        return max((max_delta(ours[k], theirs[k]) for k in ours), default=0.0)
-    if isinstance(ours, list):
-        assert len(ours) == len(theirs)
-        return max((max_delta(a, b) for a, b in zip(ours, theirs, strict=True)), default=0.0)
-    if isinstance(ours, str):
-        assert ours == theirs
-        return 0.0
-    return abs(ours - theirs)
-
-
 def batched(server: Server, path: str, bodies: list[dict]) -> list:
     """All requests at once, so the worker's batch (batchSize 4, maxBatchDelay 3 s) holds them."""
     with ThreadPoolExecutor(len(bodies)) as pool:
@@ -157,22 +139,20 @@ def batched(server: Server, path: str, bodies: list[dict]) -> list:
     return [reply.json() for reply in replies]
 
 
-def test_predictions_match_torchserve(server, model_dir, _torchserve) -> None:
+def test_predictions_match_torchserve(server, model_dir, torchserve, parity_figures) -> None:
     ours = batched(
         server,
         "/predictions/textcls",
         [{"data": text.encode(), "headers": {"Content-Type": "text/plain; charset=utf-8"}} for text in TEXTS],
     )
     theirs = [
-        torchserve_replies(_torchserve, model_dir, [{"body": Field(text.encode(), "text/plain")}])[0] for text in TEXTS
+        torchserve_replies(torchserve, model_dir, [{"body": Field(text.encode(), "text/plain")}])[0] for text in TEXTS
     ]
     assert [reply.status for reply in theirs] == [200] * len(TEXTS)
-    delta = max_delta(ours, [reply.json() for reply in theirs])
-    print(f"text_classifier predictions: max |delta| vs TorchServe 0.12 = {delta:.3g}")
-    assert delta <= 1e-5
+    parity_figures["text_classifier"] = compare(ours, [reply.json() for reply in theirs])
 
 
-def test_explanations_match_torchserve(server, model_dir, _torchserve) -> None:
+def test_explanations_match_torchserve(server, model_dir, torchserve, parity_figures) -> None:
     targets = [1, 3, 0, 2]
     ours = batched(
         server,
@@ -181,7 +161,7 @@ def test_explanations_match_torchserve(server, model_dir, _torchserve) -> None:
     )
     theirs = [
         torchserve_replies(
-            _torchserve,
+            torchserve,
             model_dir,
             [{"body": Field(text.encode(), "text/plain"), "target": Field(str(target).encode(), "application/json")}],
             headers=[{"explain": "True"}],
@@ -192,27 +172,25 @@ def test_explanations_match_torchserve(server, model_dir, _torchserve) -> None:
     theirs_json = [reply.json() for reply in theirs]
     assert [sorted(reply) for reply in ours] == [["importances", "words"]] * len(TEXTS)
     assert [reply["words"] for reply in ours] == [reply["words"] for reply in theirs_json]
-    delta = max_delta(ours, theirs_json)
-    print(f"text_classifier explanations: max |delta| vs TorchServe 0.12 = {delta:.3g}")
-    assert delta <= 1e-5
+    parity_figures["text_classifier explanations"] = compare(ours, theirs_json)
     # The target of a query parameter is honoured as well as one in a JSON body.
     by_query = post(server, "/explanations/textcls", data=TEXTS[0], params={"target": "1"})
-    assert max_delta(by_query.json(), ours[0]) <= 1e-6
+    compare(by_query.json(), ours[0], tolerance=1e-6)
 
 
-def test_a_subclass_with_torchserves_own_preprocess_replies_as_torchserve(server, model_dir, _torchserve) -> None:
+def test_a_subclass_with_torchserves_own_preprocess_replies_as_torchserve(server, model_dir, torchserve) -> None:
     """One request at a time (its preprocess takes the first text of a batch, as TorchServe's)."""
     for text in TEXTS[:2]:
         body = {"body": Field(text.encode(), "text/plain")}
-        theirs = torchserve_replies(_torchserve, model_dir, [body])[0].json()
+        theirs = torchserve_replies(torchserve, model_dir, [body])[0].json()
         ours = post(server, "/predictions/textcls_ts", data=text.encode(), headers={"Content-Type": "text/plain"})
         assert ours.status_code == 200, ours.text
-        assert max_delta(ours.json(), theirs) <= 1e-5
+        compare(ours.json(), theirs)
         target = {"target": Field(b"2", "application/json")}
-        theirs = torchserve_replies(_torchserve, model_dir, [body | target], headers=[{"explain": "True"}])[0].json()
+        theirs = torchserve_replies(torchserve, model_dir, [body | target], headers=[{"explain": "True"}])[0].json()
         ours = post(server, "/explanations/textcls_ts", data=text.encode(), params={"target": "2"})
         assert ours.status_code == 200, ours.text
-        assert max_delta(ours.json(), theirs) <= 1e-5
+        compare(ours.json(), theirs)
 
 
 def test_bad_text_input_is_a_400_and_the_worker_keeps_serving(server) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchserve_reference import install_torchserve
 
 from helpers import Server, archive, post, serving
 from hookserve.cli import main as hookserve_main
@@ -186,16 +185,11 @@ SERVER_MODULES = {
 }
 
 
-@pytest.fixture(scope="session")
-def _torchserve(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_torchserve(tmp_path_factory.mktemp("torchserve"))
-
-
-def test_every_torchserve_module_is_provided_or_refused(_torchserve: Path) -> None:
+def test_every_torchserve_module_is_provided_or_refused(torchserve: Path) -> None:
     """TorchServe 0.12's own module list, against this package's: nothing left out."""
-    root = _torchserve / "ts"
+    root = torchserve / "ts"
     theirs = {
-        ".".join(path.relative_to(_torchserve).with_suffix("").parts).removesuffix(".__init__")
+        ".".join(path.relative_to(torchserve).with_suffix("").parts).removesuffix(".__init__")
         for path in root.rglob("*.py")
         if "unit_tests" not in path.parts and "built-in" not in path.parts
     }

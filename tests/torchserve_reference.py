@@ -30,6 +30,9 @@ _WORKER = textwrap.dedent(
     import base64, json, os, socket, struct, sys
 
     spec = json.load(sys.stdin)
+    # stdout carries the result alone: what TorchServe's code prints (its VisionHandler's
+    # get_insights prints the input shape) goes to stderr.
+    result, sys.stdout = sys.stdout, sys.stderr
     sys.path.insert(0, spec["model_dir"])  # as TorchServe's worker: handler files beside the manifest
     os.chdir(spec["model_dir"])
 
@@ -105,7 +108,7 @@ _WORKER = textwrap.dedent(
             "content_type": content_type.decode(), "headers": headers,
             "body": base64.b64encode(body).decode(),
         })
-    json.dump({"code": code, "message": batch_message.decode(), "replies": replies}, sys.stdout)
+    json.dump({"code": code, "message": batch_message.decode(), "replies": replies}, result)
     """
 )
 
