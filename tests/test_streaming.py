@@ -32,7 +32,7 @@ pytest.importorskip("ts")
 # The JSON body says what to stream: ``parts`` intermediate replies ``<tag>:<i>/<batch
 # size>``, ``gap`` seconds apart; after the first, wait until the file ``gate`` exists (the
 # test creates it once it has read that chunk); ``fail_after``: raise after that many
-# parts; the final reply is ``<tag>:end``. When the batch is done, ``<tag>.done`` is written.
+# parts (with ``fail_code``: a PredictionException of that status); the final reply is ``<tag>:end``. When the batch is done, ``<tag>.done`` is written.
 STREAMING_HANDLER = """
     import json
     import os
@@ -40,6 +40,7 @@ STREAMING_HANDLER = """
 
     from ts.handler_utils.utils import send_intermediate_predict_response
     from ts.torch_handler.base_handler import BaseHandler
+    from ts.utils.util import PredictionException
 
 
     class StreamingHandler(BaseHandler):
@@ -55,6 +56,8 @@ STREAMING_HANDLER = """
                 steps = max(c.get("parts", 0) for c in commands)
                 for step in range(steps):
                     for c in commands:
+                        if c.get("fail_after") == step and c.get("fail_code"):
+                            raise PredictionException(f"{c['tag']} refused after {step} parts", c["fail_code"])
                         if c.get("fail_after") == step:
                             raise ValueError(f"{c['tag']} failed after {step} parts")
                     replies = [f"{c['tag']}:{step}/{len(commands)}\\n" for c in commands]
@@ -177,22 +180,16 @@ def test_a_handler_that_does_not_stream_is_answered_whole(server):
         client.close()
 
 
+def register_batched(running: Server, name: str) -> None:
+    """The streaming handler again as ``name``, batches of up to 4 waiting up to 5 s."""
+    params = {"url": "stream.mar", "model_name": name, "batch_size": 4, "max_batch_delay": 5000}
+    reply = mgmt(running, "POST", "/models", params={**params, "initial_workers": 1, "synchronous": "true"})
+    assert reply.status_code == 200, reply.text
+
+
 def test_in_a_batch_each_client_gets_only_its_own_parts(server):
     running, gates = server
-    reply = mgmt(
-        running,
-        "POST",
-        "/models",
-        params={
-            "url": "stream.mar",
-            "model_name": "batched",
-            "batch_size": 4,
-            "max_batch_delay": 5000,
-            "initial_workers": 1,
-            "synchronous": "true",
-        },
-    )
-    assert reply.status_code == 200, reply.text
+    register_batched(running, "batched")
     tags = ["b0", "b1", "b2", "b3"]
     got: dict[str, list[bytes]] = {}
     # a first request holds the worker, so the four queue up and run as the next batch
@@ -218,6 +215,41 @@ def test_in_a_batch_each_client_gets_only_its_own_parts(server):
         thread.join(60)
     # one batch of four (the batch size is in every part), each client its own parts in order
     assert got == {tag: [f"{tag}:{i}/4\n".encode() for i in range(3)] + [f"{tag}:end".encode()] for tag in tags}
+
+
+def test_a_batch_refused_after_streaming_is_not_run_again(server):
+    """A batch that fails with a client error is normally run again request by request; once
+    parts went out that would send them twice, so the streams are cut instead."""
+    running, gates = server
+    register_batched(running, "refusing")
+    blocker = stream(running, {"tag": "blocker2", "parts": 1, "gate": "blocker2.go"}, model="refusing")
+    assert next(blocker.chunks()) == b"blocker2:0/1\n"
+    got: dict[str, list[bytes]] = {}
+
+    def one(command: dict) -> None:
+        client = stream(running, command, model="refusing")
+        try:
+            chunks = client.chunks()
+            got[command["tag"]] = [next(chunks)]
+            with pytest.raises(IncompleteStream):
+                next(chunks)
+        finally:
+            client.close()
+
+    commands = [{"tag": "fine", "parts": 3}, {"tag": "refused", "parts": 3, "fail_after": 1, "fail_code": 400}]
+    threads = [threading.Thread(target=one, args=(command,)) for command in commands]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # for both to reach the worker's queue
+    (gates / "blocker2.go").touch()
+    assert list(blocker.chunks()) == [b"blocker2:end"]
+    blocker.close()
+    for thread in threads:
+        thread.join(60)
+    # one batch of two, each client its first part once, then the cut
+    assert got == {"fine": [b"fine:0/2\n"], "refused": [b"refused:0/2\n"]}
+    assert "refused refused after 1 parts" in running.log()
+    assert "running its requests one by one" not in running.log()
 
 
 def test_a_failure_after_streaming_cuts_the_response_and_the_worker_serves_on(server):
