@@ -214,11 +214,15 @@ def test_requests_that_arrive_while_a_batch_runs_form_the_next_batch(client):
     async def burst():
         async with testing.ASGIConductor(client.app) as conductor:
             slow = asyncio.ensure_future(
-                conductor.simulate_post("/predictions/probe", json={"n": "slow", "sleep": 2.0})
+                conductor.simulate_post("/predictions/probe", json={"n": "slow", "sleep": 1.0})
             )
-            # the slow batch runs long enough that the three are queued behind it on a loaded machine
             await asyncio.sleep(0.15)
-            rest = [conductor.simulate_post("/predictions/probe", json={"n": n}) for n in ("a", "b", "c")]
+            # tasks, so they are queued while the slow one runs (bare coroutines would start
+            # only once it is done, and then race the batcher)
+            rest = [
+                asyncio.ensure_future(conductor.simulate_post("/predictions/probe", json={"n": n}))
+                for n in ("a", "b", "c")
+            ]
             return await slow, await asyncio.gather(*rest)
 
     slow, rest = asyncio.run(burst())
@@ -239,7 +243,7 @@ def test_a_batch_holds_one_kind_of_request(service):
 
     async def scenario():
         ref = await service.resolve_when_ready("probe")
-        slow = submitted(service, ref, "slow-kinds", sleep=1.5)
+        slow = submitted(service, ref, "slow-kinds", sleep=0.3)
         await asyncio.sleep(0.1)
         queued = [
             submitted(service, ref, "p1"),
