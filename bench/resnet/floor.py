@@ -45,8 +45,12 @@ def main(workload: Path, batch_sizes: list[int], reps: int) -> None:
     model.eval()
     labels = json.loads((workload / "artifacts" / "index_to_name.json").read_text())
     prep = transforms.Compose(
-        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-         transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])]
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
     )
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "images": {}}
     for entry in json.loads((workload / "images.json").read_text()):
@@ -59,9 +63,11 @@ def main(workload: Path, batch_sizes: list[int], reps: int) -> None:
         with torch.inference_mode():
             probs = torch.softmax(model(x[None]), dim=1)
             p, c = torch.topk(probs, 5, dim=1)
-        result = {"preprocess_ms": round(median_ms(preprocess, reps), 3),
-                  "top5": [[labels[str(int(k))], float(v)] for k, v in zip(c[0], p[0], strict=True)],
-                  "forward_ms_per_image": {}}
+        result = {
+            "preprocess_ms": round(median_ms(preprocess, reps), 3),
+            "top5": [[labels[str(int(k))], float(v)] for k, v in zip(c[0], p[0], strict=True)],
+            "forward_ms_per_image": {},
+        }
         for bs in batch_sizes:
             batch = x[None].repeat(bs, 1, 1, 1)
 

@@ -77,10 +77,23 @@ def main(out: Path) -> None:
     (art / "index_to_name.json").write_text(json.dumps({str(i): f"class_{i:03d}" for i in range(1000)}))
     (store / "resnet18.mar").unlink(missing_ok=True)
     subprocess.run(
-        [Path(sys.executable).with_name("torch-model-archiver"), "--model-name", "resnet18", "--version", "1.0",
-         "--model-file", art / "model.py", "--serialized-file", art / "resnet18_state.pt",
-         "--handler", "image_classifier", "--extra-files", art / "index_to_name.json",
-         "--export-path", store],
+        [
+            Path(sys.executable).with_name("torch-model-archiver"),
+            "--model-name",
+            "resnet18",
+            "--version",
+            "1.0",
+            "--model-file",
+            art / "model.py",
+            "--serialized-file",
+            art / "resnet18_state.pt",
+            "--handler",
+            "image_classifier",
+            "--extra-files",
+            art / "index_to_name.json",
+            "--export-path",
+            store,
+        ],
         check=True,
     )
     listing = []

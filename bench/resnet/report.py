@@ -34,8 +34,11 @@ def floor_table(floor: dict, batch_sizes: list[int]) -> list[str]:
     for name, f in floor["images"].items():
         fw = [f["forward_ms_per_image"][str(b)] for b in batch_sizes]
         rows.append(
-            f"| {name} | {f['preprocess_ms']:.1f} | " + " | ".join(f"{x:.1f}" for x in fw) + " | "
-            + " | ".join(f"{2000 / (f['preprocess_ms'] + x):.1f}" for x in fw) + " |"
+            f"| {name} | {f['preprocess_ms']:.1f} | "
+            + " | ".join(f"{x:.1f}" for x in fw)
+            + " | "
+            + " | ".join(f"{2000 / (f['preprocess_ms'] + x):.1f}" for x in fw)
+            + " |"
         )
     return rows
 
@@ -43,17 +46,25 @@ def floor_table(floor: dict, batch_sizes: list[int]) -> list[str]:
 def main(out: Path) -> None:
     settings = json.loads((out / "settings.json").read_text())
     print("# ResNet-18 JPEG benchmark: hookserve vs TorchServe 0.12\n")
-    print(f"Commit {settings['repo_commit']}{' (uncommitted changes)' if settings['repo_dirty'] else ''}, "
-          f"started {settings['started']}, {settings.get('wall_s', '?')} s; {settings['duration_s']} s measured per step "
-          f"after {settings['warmup_s']} s warm-up; {settings['workers']} workers, 1 torch thread each; "
-          f"batchings {', '.join(settings['batchings'])} (size:max delay ms).\n")
+    print(
+        f"Commit {settings['repo_commit']}{' (uncommitted changes)' if settings['repo_dirty'] else ''}, "
+        f"started {settings['started']}, {settings.get('wall_s', '?')} s; {settings['duration_s']} s measured per step "
+        f"after {settings['warmup_s']} s warm-up; {settings['workers']} workers, 1 torch thread each; "
+        f"batchings {', '.join(settings['batchings'])} (size:max delay ms).\n"
+    )
     versions = out / "versions.txt"
     if versions.exists():
         print("```\n" + versions.read_text().strip() + "\n```\n")
     images = out / "models" / "images.json"
     if images.exists():
-        print("JPEGs: " + ", ".join(f"{i['name']} {i['bytes'] / 1000:.0f} KB (quality {i['quality']})"
-                                   for i in json.loads(images.read_text())) + "\n")
+        print(
+            "JPEGs: "
+            + ", ".join(
+                f"{i['name']} {i['bytes'] / 1000:.0f} KB (quality {i['quality']})"
+                for i in json.loads(images.read_text())
+            )
+            + "\n"
+        )
     ratios: dict[tuple, dict[str, tuple]] = {}
     for p in settings["passes"]:
         d = out / f"pass-{p}"
@@ -68,18 +79,27 @@ def main(out: Path) -> None:
             print("\n".join(floor_table(floor, bss)) + "\n")
         by = {(r["server"], r["image"], r["batch_size"], r["concurrency"]): r for r in runs}
         keys = sorted({k[1:] for k in by}, key=lambda k: (k[1], k[0], k[2]))
-        print("| bs | JPEG | conc | hookserve req/s | TorchServe req/s | ratio | p50 ms hs / ts | p99 ms hs / ts "
-              "| CPU ms/req hs / ts | mean batch hs / ts | errors hs / ts |")
+        print(
+            "| bs | JPEG | conc | hookserve req/s | TorchServe req/s | ratio | p50 ms hs / ts | p99 ms hs / ts "
+            "| CPU ms/req hs / ts | mean batch hs / ts | errors hs / ts |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for img, bs, c in keys:
             h, t = by.get((HS, img, bs, c), {}), by.get((TS, img, bs, c), {})
             rr = ratio(h.get("rps"), t.get("rps"))
-            ratios.setdefault((bs, img, c), {})[p] = (rr, ratio(h.get("p99_ms"), t.get("p99_ms")), h.get("mean_batch"), t.get("mean_batch"))
-            print(f"| {bs} | {img} | {c} | {fmt(h.get('rps'))} | {fmt(t.get('rps'))} | {fmt(rr, '.2f')} "
-                  f"| {fmt(h.get('p50_ms'))} / {fmt(t.get('p50_ms'))} | {fmt(h.get('p99_ms'))} / {fmt(t.get('p99_ms'))} "
-                  f"| {fmt(h.get('cpu_ms_per_request'))} / {fmt(t.get('cpu_ms_per_request'))} "
-                  f"| {fmt(h.get('mean_batch'), '.2f')} / {fmt(t.get('mean_batch'), '.2f')} "
-                  f"| {h.get('errors', '–')} / {t.get('errors', '–')} |")
+            ratios.setdefault((bs, img, c), {})[p] = (
+                rr,
+                ratio(h.get("p99_ms"), t.get("p99_ms")),
+                h.get("mean_batch"),
+                t.get("mean_batch"),
+            )
+            print(
+                f"| {bs} | {img} | {c} | {fmt(h.get('rps'))} | {fmt(t.get('rps'))} | {fmt(rr, '.2f')} "
+                f"| {fmt(h.get('p50_ms'))} / {fmt(t.get('p50_ms'))} | {fmt(h.get('p99_ms'))} / {fmt(t.get('p99_ms'))} "
+                f"| {fmt(h.get('cpu_ms_per_request'))} / {fmt(t.get('cpu_ms_per_request'))} "
+                f"| {fmt(h.get('mean_batch'), '.2f')} / {fmt(t.get('mean_batch'), '.2f')} "
+                f"| {h.get('errors', '–')} / {t.get('errors', '–')} |"
+            )
         print()
     print("## Every pass: req/s ratio, p99 ratio (hookserve ÷ TorchServe), mean batch hs / ts\n")
     passes = settings["passes"]
@@ -101,9 +121,11 @@ def main(out: Path) -> None:
             replies.setdefault(ck.get("server"), ck["replies"])
     if HS in replies and TS in replies:
         same = all(list(replies[HS][n]) == list(replies[TS][n]) for n in replies[TS])
-        print(f"\nSame five labels in the same order from both servers for every JPEG: {'yes' if same else 'NO'}; "
-              "largest probability difference: "
-              f"{max(abs(replies[HS][n][k] - v) for n in replies[TS] for k, v in replies[TS][n].items() if k in replies[HS][n]):.2e}")
+        print(
+            f"\nSame five labels in the same order from both servers for every JPEG: {'yes' if same else 'NO'}; "
+            "largest probability difference: "
+            f"{max(abs(replies[HS][n][k] - v) for n in replies[TS] for k, v in replies[TS][n].items() if k in replies[HS][n]):.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class FrontendConnection(asyncio.Protocol):
         self.frames = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.board: StartedBoard | None = None
+        self.received = -1  # the key of the last request read whole (keys rise as sent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -37,6 +38,7 @@ class FrontendConnection(asyncio.Protocol):
         for meta, payload in self.frames.feed(data):
             frame = decode_frontend_frame(meta, payload)
             if isinstance(frame, WorkRequest):
+                self.received = frame.key
                 self.server.arrive(self, frame)
             elif "cancel" in frame:
                 self.server.cancel(self, frame["cancel"])
@@ -56,6 +58,11 @@ class FrontendConnection(asyncio.Protocol):
     def write(self, buffers: list[bytes]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(buffers)
+
+    def arriving(self) -> int:
+        """Requests the frontend has sent that are not read whole yet: in the socket, in the
+        frontend's buffer, or half read here."""
+        return self.board.read_sent() - self.received if self.board is not None else 0
 
 
 class WorkerServer:
@@ -143,7 +150,8 @@ class WorkerServer:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-        wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
+        arriving = sum(connection.arriving() for connection in self.connections)
+        wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since, arriving)
         if wait:
             self._look = self._loop.call_later(wait, self._look_at_queue)
             return
