@@ -66,6 +66,7 @@ def main(out: Path) -> None:
             + "\n"
         )
     ratios: dict[tuple, dict[str, tuple]] = {}
+    order = {name: i for i, name in enumerate(settings["images"])}  # smallest JPEG first
     for p in settings["passes"]:
         d = out / f"pass-{p}"
         runs = jsonl(d / "runs.jsonl")
@@ -78,7 +79,7 @@ def main(out: Path) -> None:
             print(f"Floor, in-process (torch {floor['torch']}, {floor['threads']} thread):\n")
             print("\n".join(floor_table(floor, bss)) + "\n")
         by = {(r["server"], r["image"], r["batch_size"], r["concurrency"]): r for r in runs}
-        keys = sorted({k[1:] for k in by}, key=lambda k: (k[1], k[0], k[2]))
+        keys = sorted({k[1:] for k in by}, key=lambda k: (k[1], order.get(k[0], 99), k[2]))
         print(
             "| bs | JPEG | conc | hookserve req/s | TorchServe req/s | ratio | p50 ms hs / ts | p99 ms hs / ts "
             "| CPU ms/req hs / ts | mean batch hs / ts | errors hs / ts |"
@@ -105,7 +106,7 @@ def main(out: Path) -> None:
     passes = settings["passes"]
     print("| bs | JPEG | conc | " + " | ".join(f"pass {p}" for p in passes) + " |")
     print("|---|---|---:|" + "---|" * len(passes))
-    for (bs, img, c), per in sorted(ratios.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (bs, img, c), per in sorted(ratios.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][2])):
         cells = []
         for p in passes:
             r, p99, hb, tb = per.get(p, (None, None, None, None))
