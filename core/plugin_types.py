@@ -68,6 +68,7 @@ class Batcher(Protocol):
     waiting for more (the worker runs the batch as soon as it is full, whatever is returned).
     ``arriving`` is how many requests frontends have already sent to this worker that it
     has not read whole yet (a large body takes many socket reads); 0 where nothing tells.
+    It is optional: a ``wait_time(queued, waited)`` without it is called as it always was.
     """
 
     batch_size: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import signal
@@ -81,6 +82,8 @@ class WorkerServer:
     def __init__(self, runner: BatchRunner, batcher: Batcher, busy_poll_s: float = 0.0):
         self.runner = runner
         self.batcher = batcher
+        # batchers written before ``arriving`` existed keep their two-argument wait_time
+        self._tell_arriving = "arriving" in inspect.signature(batcher.wait_time).parameters
         self.queue: collections.deque[tuple[FrontendConnection, WorkRequest]] = collections.deque()
         self.connections: set[FrontendConnection] = set()
         self.draining = False
@@ -150,8 +153,11 @@ class WorkerServer:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-        arriving = sum(connection.arriving() for connection in self.connections)
-        wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since, arriving)
+        if self._tell_arriving:
+            arriving = sum(connection.arriving() for connection in self.connections)
+            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since, arriving=arriving)
+        else:
+            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
         if wait:
             self._look = self._loop.call_later(wait, self._look_at_queue)
             return
