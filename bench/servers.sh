@@ -2,6 +2,10 @@
 #
 # Needs: OUT (results dir), VENVS (OUT/venvs), MODELS (make_models.py output dir), SHARED
 # (../shared/bench), HERE (this folder), HS_FRONTEND_WORKERS, WORKERS.
+# Workload (defaults: the MLP of run.sh): BENCH_MODEL=mlp (model name, archive BENCH_MODEL.mar
+# in MODELS/model_store), POST_BODY=MODELS/sample.json, POST_TYPE=application/json (the body
+# and content type of the readiness polls), HS_VENV / TS_VENV_DIR (default VENVS/hookserve,
+# VENVS/torchserve), TS_LOG4J (default SHARED/log4j2-quiet.xml), HS_ARGS (more `hookserve serve` flags).
 #
 #   server_start SERVER BS DELAY_MS MODE   MODE=preload: model loaded at start (start-up runs)
 #                                          MODE=load: the load-matrix configuration
@@ -18,9 +22,10 @@ SRV_NAME=""; SRV_PGID=""; SRV_URL=""; SRV_MGMT=""; SRV_T0=""; SRV_LOG=""; SRV_EX
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
+BENCH_MODEL=${BENCH_MODEL:-mlp}
 post_code() {
-  curl -s -o /dev/null -w '%{http_code}' -m 5 -X POST -H 'Content-Type: application/json' \
-    --data-binary @"$MODELS/sample.json" "$1" 2>/dev/null || true
+  curl -s -o /dev/null -w '%{http_code}' -m 5 -X POST -H "Content-Type: ${POST_TYPE:-application/json}" \
+    --data-binary @"${POST_BODY:-$MODELS/sample.json}" "$1" 2>/dev/null || true
 }
 # any process of group $1 that is not a zombie (an exited leader stays a zombie until `wait`)
 group_alive() { [ -n "${1:-}" ] && ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {f=1} END {exit !f}'; }
@@ -38,7 +43,7 @@ server_start() {
   local server=$1 bs=$2 delay=$3 mode=$4
   local p1 p2 p3 p4 p5
   p1=$(free_port); p2=$(free_port); p3=$(free_port)
-  SRV_NAME=$server; SRV_URL="http://127.0.0.1:$p1/predictions/mlp"; SRV_MGMT="http://127.0.0.1:$p2"
+  SRV_NAME=$server; SRV_URL="http://127.0.0.1:$p1/predictions/$BENCH_MODEL"; SRV_MGMT="http://127.0.0.1:$p2"
   SRV_LOG="$OUT/logs/$server-$(date +%H%M%S)-$mode-bs$bs.log"; SRV_EXCLUDE=""
   mkdir -p "$OUT/run/$server"
   SRV_T0=$(now)
@@ -47,20 +52,20 @@ server_start() {
       # model always loaded at start: hookserve takes batch size / delay as flags
       local batch=(--batch-size "$bs"); [ "$bs" -gt 1 ] && batch+=(--max-batch-delay "$delay")
       mkdir -p "$OUT/run/hookserve/tmp"
-      TMPDIR="$OUT/run/hookserve/tmp" setsid "$VENVS/hookserve/bin/hookserve" serve --ncs \
-        --model-store "$MODELS/model_store" --models mlp=mlp.mar --workers "$WORKERS" --torch-threads 1 \
-        "${batch[@]}" --frontend-workers "$HS_FRONTEND_WORKERS" \
+      TMPDIR="$OUT/run/hookserve/tmp" setsid "${HS_VENV:-$VENVS/hookserve}/bin/hookserve" serve --ncs \
+        --model-store "$MODELS/model_store" --models "$BENCH_MODEL=$BENCH_MODEL.mar" --workers "$WORKERS" --torch-threads 1 \
+        "${batch[@]}" --frontend-workers "$HS_FRONTEND_WORKERS" ${HS_ARGS:-} \
         --inference-address "127.0.0.1:$p1" --management-address "127.0.0.1:$p2" \
         --metrics-address "127.0.0.1:$p3" >"$SRV_LOG" 2>&1 </dev/null &
       SRV_PGID=$!; check_own_group
       ;;
     torchserve)
       p4=$(free_port); p5=$(free_port)
-      local models=(); [ "$mode" = preload ] && models=("mlp=mlp.mar")
+      local models=(); [ "$mode" = preload ] && models=("$BENCH_MODEL=$BENCH_MODEL.mar")
       rm -rf "$OUT/run/torchserve/logs"
       # run_torchserve.sh launches `torchserve --foreground` with nohup and returns (TS_NO_WAIT=1);
       # the launcher, Java and its Python workers stay in the session setsid made here.
-      TS_VENV="$VENVS/torchserve" TS_WORKDIR="$OUT/run/torchserve" TS_LOG_CONFIG="$SHARED/log4j2-quiet.xml" \
+      TS_VENV="${TS_VENV_DIR:-$VENVS/torchserve}" TS_WORKDIR="$OUT/run/torchserve" TS_LOG_CONFIG="${TS_LOG4J:-$SHARED/log4j2-quiet.xml}" \
         TS_INFERENCE_PORT=$p1 TS_MANAGEMENT_PORT=$p2 TS_METRICS_PORT=$p3 TS_GRPC_INFERENCE_PORT=$p4 \
         TS_GRPC_MANAGEMENT_PORT=$p5 TS_WORKERS=$WORKERS TS_NO_WAIT=1 \
         setsid bash "$SHARED/run_torchserve.sh" start "$MODELS/model_store" "${models[@]}" >"$SRV_LOG" 2>&1 </dev/null &
@@ -75,7 +80,7 @@ server_start() {
           sleep 0.1
         done
         # as bench_torchserve.sh: register through the management API with the batching settings
-        curl -sf -X POST "$SRV_MGMT/models?url=mlp.mar&model_name=mlp&batch_size=$bs&max_batch_delay=$delay&initial_workers=$WORKERS&synchronous=true" \
+        curl -sf -X POST "$SRV_MGMT/models?url=$BENCH_MODEL.mar&model_name=$BENCH_MODEL&batch_size=$bs&max_batch_delay=$delay&initial_workers=$WORKERS&synchronous=true" \
           >>"$SRV_LOG" || { echo "TorchServe: register failed" >&2; return 1; }
       fi
       ;;
@@ -103,8 +108,8 @@ server_wait_200() {  # prints seconds from launch to the first HTTP 200
   elapsed "$SRV_T0"
 }
 
-ready_workers() {  # READY workers of mlp in the management API's description (hookserve, TorchServe)
-  curl -s -m 2 "$SRV_MGMT/models/mlp" 2>/dev/null | python3 -c '
+ready_workers() {  # READY workers of the model in the management API's description (hookserve, TorchServe)
+  curl -s -m 2 "$SRV_MGMT/models/$BENCH_MODEL" 2>/dev/null | python3 -c '
 import json, sys
 try:
     d = json.load(sys.stdin)

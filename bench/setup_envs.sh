@@ -24,44 +24,12 @@ OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 TORCH_PIN="torch==2.13.0"
 
-log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# make_venv NAME CHECK_PY PIP_ARGS...: create OUT/venvs/NAME unless it exists and CHECK_PY runs
-make_venv() {
-  local name=$1 check=$2; shift 2
-  local v="$OUT/venvs/$name"
-  if [ -x "$v/bin/python" ] && "$v/bin/python" -c "$check" >/dev/null 2>&1; then
-    log "$name: reusing $v"
-    return 0
-  fi
-  log "$name: creating $v (pip install $*)"
-  rm -rf "$v"
-  "$PY" -m venv "$v"
-  "$v/bin/pip" install -q --upgrade pip >>"$OUT/logs/pip-$name.log" 2>&1
-  "$v/bin/pip" install "$@" >>"$OUT/logs/pip-$name.log" 2>&1 \
-    || { log "$name: pip failed, see $OUT/logs/pip-$name.log"; tail -n 20 "$OUT/logs/pip-$name.log" >&2; exit 1; }
-  "$v/bin/python" -c "$check" || { log "$name: installed but the import check failed"; exit 1; }
-}
-
-# hookserve: snapshot of the working tree (no .git, no build output, no bench results)
-snapshot_repo() {
-  local dst="$OUT/src/hookserve"
-  rm -rf "$dst"; mkdir -p "$dst"
-  tar -C "$REPO" --exclude=.git --exclude=.tox --exclude=build --exclude=dist --exclude='*.egg-info' \
-      --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache --exclude=./bench -cf - . \
-    | tar -C "$dst" -xf -
-  echo "$dst"
-}
+# shellcheck source=lib/venvs.sh
+source "$HERE/lib/venvs.sh"
 SRC=$(snapshot_repo)
 make_venv hookserve "import hookserve, ts.torch_handler.base_handler, torch; assert torch.__version__.startswith('2.13.0')" \
   "$SRC" "$SRC/contrib/hookserve-ts" "$TORCH_PIN"
-log "hookserve: re-installing hookserve + hookserve-ts from the working tree ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), uncommitted changes included)"
-# first whatever the tree's pyproject now requires (a reused venv may lack a new dependency),
-# then the tree's code itself over the installed copy
-HS_PIP="$OUT/venvs/hookserve/bin/pip"
-{ "$HS_PIP" install -q "$SRC" "$SRC/contrib/hookserve-ts" "$TORCH_PIN" \
-  && "$HS_PIP" install -q --no-deps --force-reinstall "$SRC" "$SRC/contrib/hookserve-ts"; } \
-  >>"$OUT/logs/pip-hookserve.log" 2>&1 || { tail -n 20 "$OUT/logs/pip-hookserve.log" >&2; exit 1; }
+reinstall_hookserve hookserve "$SRC" "$TORCH_PIN"
 
 make_venv torchserve "import ts, model_archiver, yaml, numpy, torch; assert torch.__version__.startswith('2.13.0')" \
   "$TORCH_PIN" torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy

@@ -260,7 +260,8 @@ def hookserve_batcher(settings: BatchSettings) -> Batcher | None:
 
     Called once per worker; stops at the first non-None result. The builtin ``batching``
     plugin (``trylast``) fills up to ``batch_size`` and waits at most ``max_batch_delay``,
-    and only while replies it just sent can still bring requests back.
+    and only while replies it just sent can still bring requests back or requests that
+    frontends have sent are still arriving.
 
     Example::
 

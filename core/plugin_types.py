@@ -66,6 +66,9 @@ class Batcher(Protocol):
 
     ``wait_time`` returns 0 to run the queued requests now, or the seconds it is still worth
     waiting for more (the worker runs the batch as soon as it is full, whatever is returned).
+    ``arriving`` is how many requests frontends have already sent to this worker that it
+    has not read whole yet (a large body takes many socket reads); 0 where nothing tells.
+    It is optional: a ``wait_time(queued, waited)`` without it is called as it always was.
     """
 
     batch_size: int
@@ -74,7 +77,7 @@ class Batcher(Protocol):
 
     def on_replied(self, count: int) -> None: ...
 
-    def wait_time(self, queued: int, waited: float) -> float: ...
+    def wait_time(self, queued: int, waited: float, arriving: int = 0) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,75 @@ def test_a_request_withdrawn_while_the_worker_waits_for_a_batch_leaves_the_worke
     time.sleep(0.6)
     assert post(server, "b8", {"n": 5}).json()["n"] == 5
     assert pid() == before, "the worker died and was restarted"
+
+
+def test_reply_aware_batcher_waits_for_requests_already_on_their_way():
+    batcher = ReplyAwareBatcher(batch_size=8, max_batch_delay_s=0.005)
+    # no reply sent yet, but a frontend has sent a request the worker is still reading
+    assert batcher.wait_time(queued=1, waited=0.001, arriving=1) == pytest.approx(0.004)
+    assert batcher.wait_time(queued=1, waited=0.006, arriving=1) == 0  # never past the delay
+    assert batcher.wait_time(queued=2, waited=0.001, arriving=0) == 0  # it came: nothing else can
+    assert batcher.wait_time(queued=8, waited=0, arriving=3) == 0  # full
+
+
+SIZE_HANDLER = """
+    import time
+
+    def handle(data, context):
+        if data is None:
+            return None
+        out = []
+        for row in data:
+            body = row.get("body")
+            if isinstance(body, dict):
+                time.sleep(body.get("sleep", 0))
+                out.append({"batch": len(data), "bytes": 0})
+            else:
+                out.append({"batch": len(data), "bytes": len(body)})
+        return out
+"""
+
+
+@pytest.fixture(scope="module")
+def large_body_server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("batching-large")
+    archive(work, "sizes", "handler.py", files={"handler.py": SIZE_HANDLER})
+    srv = Server(
+        ["--model-store", str(work / "store"), "--workers", "1", "--models", "sizes.mar"]
+        + ["--batch-size", "8", "--max-batch-delay", "1000"],
+        work,
+    )
+    with serving(srv):
+        yield srv
+
+
+def test_a_large_body_still_arriving_joins_the_batch_that_waits_for_it(large_body_server):
+    """A 48 MB body reaches the worker over many socket reads. The worker is busy when a small
+    request and then the large one are sent; once free it has read the small one whole and
+    the large one only in part. The frontend has marked the large one as sent, so the worker
+    waits for it (within max_batch_delay) and runs both in one batch, instead of taking its
+    queue, one request, for all there is."""
+    url = large_body_server.url("/predictions/sizes")
+    big = b"\x01" * (48 * 1024 * 1024)
+    octets = {"Content-Type": "application/octet-stream"}
+    assert requests.post(url, data=b"warm", headers=octets, timeout=30).json() == {"batch": 1, "bytes": 4}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        busy = pool.submit(requests.post, url, json={"sleep": 1.0}, timeout=60)
+        time.sleep(0.3)  # the worker is inside the busy request
+        small = pool.submit(requests.post, url, data=b"small", headers=octets, timeout=60)
+        time.sleep(0.1)  # the small one is forwarded first
+        large = pool.submit(requests.post, url, data=big, headers=octets, timeout=60)
+        assert busy.result().json() == {"batch": 1, "bytes": 0}
+        assert small.result().json() == {"batch": 2, "bytes": 5}
+        assert large.result().json() == {"batch": 2, "bytes": len(big)}
+
+
+def test_a_lone_large_body_is_not_held_for_the_batch_delay(large_body_server):
+    url = large_body_server.url("/predictions/sizes")
+    big = b"\x02" * (8 * 1024 * 1024)
+    octets = {"Content-Type": "application/octet-stream"}
+    requests.post(url, data=big, headers=octets, timeout=30)
+    for _ in range(3):
+        started = time.monotonic()
+        assert requests.post(url, data=big, headers=octets, timeout=30).json() == {"batch": 1, "bytes": len(big)}
+        assert time.monotonic() - started < 0.8  # max_batch_delay is 1 s

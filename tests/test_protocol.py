@@ -84,6 +84,18 @@ def test_board_is_shared_between_its_creator_and_the_worker_and_removed_with_it(
     assert StartedBoard.create(str(tmp_path / "boards")).path != frontend_side.path
 
 
+def test_board_tells_the_worker_what_the_frontend_has_sent(tmp_path):
+    frontend_side = StartedBoard.create(str(tmp_path / "boards"))
+    worker_side = StartedBoard.open(frontend_side.path)
+    assert worker_side.read_sent() == -1  # nothing sent
+    frontend_side.write_sent(7)
+    worker_side.write(3)
+    assert (worker_side.read_sent(), worker_side.read()) == (7, 3)  # two slots, neither overwrites the other
+    assert (frontend_side.read_sent(), frontend_side.read()) == (7, 3)
+    worker_side.close()
+    frontend_side.close(remove=True)
+
+
 def test_a_worker_refuses_a_board_outside_the_run_folder_and_keeps_serving(tmp_path):
     """The board path comes over the worker socket: a worker maps only files in its own
     run folder's boards directory, so a bad path cannot make it write into another file."""

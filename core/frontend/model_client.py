@@ -244,6 +244,7 @@ class WorkerConnection(asyncio.Protocol):
         request.key = key = next(self.keys)
         entry = self.pending[key] = Pending(loop.create_future(), timeout)
         self._write(encode_request(request))
+        self.board.write_sent(key)  # the worker's batcher may wait for it while it arrives
         if self._watch_handle is None:
             self._watch_handle = loop.call_later(STARTED_POLL_S, self._watch_started)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ class FrontendConnection(asyncio.Protocol):
         self.frames = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.board: StartedBoard | None = None
+        self.received = -1  # the key of the last request read whole (keys rise as sent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -37,6 +39,7 @@ class FrontendConnection(asyncio.Protocol):
         for meta, payload in self.frames.feed(data):
             frame = decode_frontend_frame(meta, payload)
             if isinstance(frame, WorkRequest):
+                self.received = frame.key
                 self.server.arrive(self, frame)
             elif "cancel" in frame:
                 self.server.cancel(self, frame["cancel"])
@@ -57,6 +60,11 @@ class FrontendConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(buffers)
 
+    def arriving(self) -> int:
+        """Requests the frontend has sent that are not read whole yet: in the socket, in the
+        frontend's buffer, or half read here."""
+        return self.board.read_sent() - self.received if self.board is not None else 0
+
 
 class WorkerServer:
     """The worker's socket side: frames in, batches out, replies back on their connection.
@@ -74,6 +82,8 @@ class WorkerServer:
     def __init__(self, runner: BatchRunner, batcher: Batcher, busy_poll_s: float = 0.0):
         self.runner = runner
         self.batcher = batcher
+        # batchers written before ``arriving`` existed keep their two-argument wait_time
+        self._tell_arriving = "arriving" in inspect.signature(batcher.wait_time).parameters
         self.queue: collections.deque[tuple[FrontendConnection, WorkRequest]] = collections.deque()
         self.connections: set[FrontendConnection] = set()
         self.draining = False
@@ -143,7 +153,11 @@ class WorkerServer:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-        wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
+        if self._tell_arriving:
+            arriving = sum(connection.arriving() for connection in self.connections)
+            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since, arriving=arriving)
+        else:
+            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
         if wait:
             self._look = self._loop.call_later(wait, self._look_at_queue)
             return
