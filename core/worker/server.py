@@ -63,7 +63,11 @@ class FrontendConnection(asyncio.Protocol):
     def arriving(self) -> int:
         """Requests the frontend has sent that are not read whole yet: in the socket, in the
         frontend's buffer, or half read here."""
-        return self.board.read_sent() - self.received if self.board is not None else 0
+        if self.board is None:
+            return 0
+        # the frontend marks a request sent just after writing it, so the worker can read it
+        # first: never a negative count that would hide another connection's arrivals
+        return max(0, self.board.read_sent() - self.received)
 
 
 class WorkerServer:
