@@ -33,7 +33,10 @@ def photo_jpeg(width: int, height: int, seed: int = 0) -> bytes:
     for _ in range(60):
         x, y = (int(v) for v in torch.randint(0, min(width, height), (2,), generator=generator))
         radius = int(torch.randint(10, height // 3, (1,), generator=generator))
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=tuple(torch.randint(0, 256, (3,), generator=generator).tolist()))
+        draw.ellipse(
+            (x - radius, y - radius, x + radius, y + radius),
+            fill=tuple(torch.randint(0, 256, (3,), generator=generator).tolist()),
+        )
     grain = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
     image = Image.blend(image, Image.frombytes("RGB", (width, height), bytes(grain.untyped_storage())), 0.25)
     buffer = io.BytesIO()

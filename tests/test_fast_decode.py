@@ -178,9 +178,7 @@ def test_a_png_is_decoded_in_full(server: Server) -> None:
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
-def test_greyscale_and_cmyk_jpegs_are_reduced_and_made_rgb(
-    server: Server, model: torch.nn.Module, mode: str
-) -> None:
+def test_greyscale_and_cmyk_jpegs_are_reduced_and_made_rgb(server: Server, model: torch.nn.Module, mode: str) -> None:
     data = photo_jpeg(1920, 1080, mode)
     image = open_image(data, 0, reduced=True)
     assert (image.mode, image.size) == (mode, (480, 270))
