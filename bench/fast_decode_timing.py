@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import random
 import statistics
 import time
 
@@ -27,18 +28,15 @@ SIZES = [(640, 480), (1920, 1080)]
 def photo_jpeg(width: int, height: int, seed: int = 0) -> bytes:
     """A JPEG with a photo's mix of smooth areas, edges and grain (random weights need no
     real photo, but the decoder's work depends on the detail it has to decode)."""
-    generator = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
     image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     draw = ImageDraw.Draw(image)
     for _ in range(60):
-        x, y = (int(v) for v in torch.randint(0, min(width, height), (2,), generator=generator))
-        radius = int(torch.randint(10, height // 3, (1,), generator=generator))
-        draw.ellipse(
-            (x - radius, y - radius, x + radius, y + radius),
-            fill=tuple(torch.randint(0, 256, (3,), generator=generator).tolist()),
-        )
-    grain = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
-    image = Image.blend(image, Image.frombytes("RGB", (width, height), bytes(grain.untyped_storage())), 0.25)
+        x, y, radius = rng.randrange(width), rng.randrange(height), rng.randrange(10, height // 3)
+        color = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
+    grain = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    image = Image.blend(image, grain, 0.25)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

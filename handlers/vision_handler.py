@@ -86,8 +86,9 @@ class VisionHandler(BaseHandler):
         super().initialize(context)
         if not context.system_properties.get("limit_max_image_pixels"):
             Image.MAX_IMAGE_PIXELS = None
-        handler_config = self.model_yaml_config.get("handler") or {}
-        self.fast_decode = fast_decode_setting(handler_config, type(self).__name__, self.image_processing)
+        handler_config = self.model_yaml_config.get("handler")
+        if isinstance(handler_config, dict):
+            self.fast_decode = fast_decode_setting(handler_config, type(self).__name__, self.image_processing)
 
     @property
     def ig(self) -> Any:

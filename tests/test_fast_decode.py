@@ -11,9 +11,9 @@ import io
 import pytest
 import requests
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from helpers import Server, archive, mgmt, post, serving
+from helpers import Server, archive, mgmt, photo_like, post, serving
 from hookserve.handlers.fast_decode import fast_decode_setting
 from hookserve.handlers.image_transforms import RESIZE, image_tensor, to_tensor
 from hookserve.handlers.vision_handler import open_image
@@ -50,23 +50,6 @@ class SmallCNN(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.features(x), 1))
-
-
-def photo_jpeg(width: int, height: int, mode: str = "RGB", image_format: str = "JPEG") -> bytes:
-    """Shapes on a gradient under grain: detail enough that a reduced decode visibly differs."""
-    generator = torch.Generator().manual_seed(width + height)
-    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for _ in range(40):
-        x, y = (int(v) for v in torch.randint(0, min(width, height), (2,), generator=generator))
-        radius = int(torch.randint(10, height // 3, (1,), generator=generator))
-        color = tuple(torch.randint(0, 256, (3,), generator=generator).tolist())
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
-    grain = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
-    image = Image.blend(image, Image.frombytes("RGB", (width, height), bytes(grain.untyped_storage())), 0.3)
-    buffer = io.BytesIO()
-    image.convert(mode).save(buffer, format=image_format, quality=90)
-    return buffer.getvalue()
 
 
 def probabilities(model: torch.nn.Module, data: bytes, reduced: bool) -> dict[str, float]:
@@ -136,7 +119,7 @@ def classify(server: Server, model_name: str, data: bytes) -> dict[str, float]:
 
 
 def test_a_1080p_jpeg_is_decoded_reduced_and_keeps_the_top_5(server: Server, model: torch.nn.Module) -> None:
-    data = photo_jpeg(1920, 1080)
+    data = photo_like(1920, 1080)
     reduced, full = probabilities(model, data, reduced=True), probabilities(model, data, reduced=False)
     # The two decodes give visibly different answers, so the reply says which one was served.
     assert largest_gap(reduced, full) > 1e-4
@@ -158,7 +141,7 @@ def test_a_1080p_jpeg_is_decoded_reduced_and_keeps_the_top_5(server: Server, mod
 def test_without_fast_decode_replies_are_the_full_decodes(
     server: Server, model: torch.nn.Module, model_name: str
 ) -> None:
-    data = photo_jpeg(1920, 1080)
+    data = photo_like(1920, 1080)
     # As before the setting existed: Pillow's full decode through image_tensor.
     assert torch.equal(image_tensor(open_image(data, 0)), image_tensor(Image.open(io.BytesIO(data))))
     served = classify(server, model_name, data)
@@ -168,18 +151,18 @@ def test_without_fast_decode_replies_are_the_full_decodes(
 
 def test_an_image_too_small_to_reduce_is_decoded_in_full(server: Server) -> None:
     # 640x480: half of the short side (240) would be under the resize's 256.
-    data = photo_jpeg(640, 480)
+    data = photo_like(640, 480)
     assert classify(server, "fast", data) == classify(server, "full", data)
 
 
 def test_a_png_is_decoded_in_full(server: Server) -> None:
-    data = photo_jpeg(1920, 1080, image_format="PNG")
+    data = photo_like(1920, 1080, image_format="PNG")
     assert classify(server, "fast", data) == classify(server, "full", data)
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_greyscale_and_cmyk_jpegs_are_reduced_and_made_rgb(server: Server, model: torch.nn.Module, mode: str) -> None:
-    data = photo_jpeg(1920, 1080, mode)
+    data = photo_like(1920, 1080, mode)
     image = open_image(data, 0, reduced=True)
     assert (image.mode, image.size) == (mode, (480, 270))
     assert image_tensor(image).shape == (3, 224, 224)
