@@ -4,7 +4,8 @@ Each request's image (``data`` or ``body``: bytes, base64 text, or pixels as a n
 channels x height x width) becomes a tensor: bytes are opened with Pillow and passed to
 ``self.image_processing`` (any callable on a PIL image, such as a subclass's torchvision
 ``transforms.Compose``), lists are taken as they are. The batch is their stack on the
-handler's device.
+handler's device. With ``handler: {fast_decode: true}`` in model-config.yaml and the default
+``image_processing``, JPEGs are decoded at a reduced scale (:mod:`~hookserve.handlers.fast_decode`).
 
 Input a client got wrong (not an image, a truncated one, one over Pillow's pixel limit,
 a ragged list) is a :class:`~hookserve.errors.BadRequest` naming the request, so the client
@@ -29,15 +30,20 @@ from PIL import Image, UnidentifiedImageError
 from hookserve.errors import BadRequest
 from hookserve.handlers.base_handler import BaseHandler
 from hookserve.handlers.explanations import request_input, request_target
-from hookserve.handlers.image_transforms import to_tensor
+from hookserve.handlers.fast_decode import draft_for_resize, fast_decode_setting
+from hookserve.handlers.image_transforms import image_tensor, to_tensor
 from hookserve.handlers.integrated_gradients import captum_integrated_gradients, integrated_gradients
 
 
-def open_image(data: bytes, index: int) -> Image.Image:
+def open_image(data: bytes, index: int, *, reduced: bool = False) -> Image.Image:
     """The decoded image of request ``index``; its pixels are read now, so a broken file
-    is the client's error here rather than a failure inside ``image_processing``."""
+    is the client's error here rather than a failure inside ``image_processing``.
+    ``reduced`` lets a JPEG decode at a reduced scale fit for the default resize
+    (:func:`~hookserve.handlers.fast_decode.draft_for_resize`)."""
     try:
         image = Image.open(io.BytesIO(data))
+        if reduced:
+            draft_for_resize(image)
         image.load()
     except Image.DecompressionBombError as exc:
         raise BadRequest(f"request {index}: the image has too many pixels: {exc}") from None
@@ -73,11 +79,16 @@ class VisionHandler(BaseHandler):
     image_processing: Callable[[Image.Image], torch.Tensor] = staticmethod(to_tensor)
 
     _ig: Any = None
+    # handler.fast_decode in model-config.yaml: JPEGs decoded at a reduced scale (fast_decode.py).
+    fast_decode = False
 
     def initialize(self, context: Any) -> None:
         super().initialize(context)
         if not context.system_properties.get("limit_max_image_pixels"):
             Image.MAX_IMAGE_PIXELS = None
+        handler_config = self.model_yaml_config.get("handler")
+        if isinstance(handler_config, dict):
+            self.fast_decode = fast_decode_setting(handler_config, type(self).__name__, self.image_processing)
 
     @property
     def ig(self) -> Any:
@@ -130,5 +141,7 @@ class VisionHandler(BaseHandler):
             except binascii.Error as exc:
                 raise BadRequest(f"request {index}: text that is not base64 cannot be an image: {exc}") from None
         if isinstance(image, (bytes, bytearray)):
-            return self.image_processing(open_image(bytes(image), index))
+            # Checked per image too: a subclass may set its own image_processing after initialize.
+            reduced = self.fast_decode and self.image_processing is image_tensor
+            return self.image_processing(open_image(bytes(image), index, reduced=reduced))
         return pixels_tensor(image, index)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import requests
 import torch
+from PIL import Image, ImageDraw
 
 from hookserve.cli import main as hookserve_main
 from hookserve.plugins.demo.model import MLP
@@ -373,3 +376,20 @@ def fake_distribution(
     (info / "entry_points.txt").write_text(f"[hookserve]\n{lines}\n")
     for module, source in modules.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def photo_like(width: int, height: int, mode: str = "RGB", image_format: str = "JPEG") -> bytes:
+    """An encoded image of shapes on a gradient under grain, seeded by its size: detail enough
+    that a JPEG decoded at a reduced scale (``fast_decode``) visibly differs from a full decode."""
+    rng = random.Random(width + height)
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(40):
+        x, y, radius = rng.randrange(width), rng.randrange(height), rng.randrange(10, height // 3)
+        color = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
+    grain = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    image = Image.blend(image, grain, 0.3)
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, format=image_format, quality=90)
+    return buffer.getvalue()
