@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,36 +22,9 @@ from hookserve.handlers.vision_handler import VisionHandler
 from hookserve.plugins.handlers import hookserve_handler_classes
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-# Plain callables for torchvision's Compose, ToTensor and Normalize (torchvision is not a
-# test dependency), in their own module: a handler module holds one class.
-MNIST_TRANSFORMS = """
-import torch
-
-
-class Compose:
-    def __init__(self, steps):
-        self.steps = steps
-
-    def __call__(self, image):
-        for step in self.steps:
-            image = step(image)
-        return image
-
-
-class ToTensor:
-    def __call__(self, image):
-        width, height = image.size
-        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        return pixels.view(1, height, width).float() / 255
-
-
-class Normalize:
-    def __init__(self, mean, std):
-        self.mean, self.std = mean, std
-
-    def __call__(self, tensor):
-        return (tensor - self.mean[0]) / self.std[0]
-"""
+# The MNIST example's torchvision-free Compose, ToTensor and Normalize (torchvision is not a
+# test dependency), in their own module as there: a handler module holds one class.
+MNIST_TRANSFORMS = (Path(__file__).resolve().parents[1] / "examples" / "mnist" / "mnist_transforms.py").read_text()
 # TorchServe's MNIST example handler.
 MNIST_HANDLER = """
 from mnist_transforms import Compose, Normalize, ToTensor

@@ -21,6 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributions import pip_install
+
 TORCHSERVE_VERSION = "0.12.0"
 
 # The child: TorchServe's worker in one process. Input and output travel as JSON on stdin/stdout
@@ -139,21 +141,8 @@ def install_torchserve(target: Path) -> Path:
     packaging) are the test environment's own.
     """
     if not (target / "ts" / "model_loader.py").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--target",
-                str(target),
-                f"torchserve=={TORCHSERVE_VERSION}",
-                "psutil",
-            ],
-            check=True,
-        )
+        result = pip_install(target, [f"torchserve=={TORCHSERVE_VERSION}", "psutil"])
+        assert result.returncode == 0, f"installing torchserve {TORCHSERVE_VERSION} failed:\n{result.stderr}"
     return target
 
 
