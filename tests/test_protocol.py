@@ -3,6 +3,7 @@ shared-memory board a worker marks its started requests on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -116,12 +117,12 @@ def test_a_worker_refuses_a_board_outside_the_run_folder_and_keeps_serving(tmp_p
             sock.settimeout(10)
             sock.connect(worker["socket"])
             sock.sendall(b"".join(encode_notice({"board": str(outside)})))
-            sock.sendall(
-                b"".join(
-                    encode_request(WorkRequest("x", "predict", {}, [Field("body", "application/json", b"[1]")], 7))
-                )
-            )
-            assert sock.recv(1024) == b""  # closed without an answer
+            request = encode_request(WorkRequest("x", "predict", {}, [Field("body", "application/json", b"[1]")], 7))
+            # The worker may hang up before the request is written: either way, no answer comes.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(b"".join(request))
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1024) == b""  # closed without an answer
         assert outside.read_bytes() == b"12345678"
         assert "outside" in server.log()
         row = [0.5] * 64
