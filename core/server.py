@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import subprocess
 import sys
 from typing import Any
@@ -21,6 +22,9 @@ from hookserve.config import ServerConfig
 from hookserve.manager.process import ManagerSupervisor, supervise
 from hookserve.tuning.garbage_collection import settle_heap
 from hookserve.tuning.scheduling import use_batch_scheduling
+from hookserve.tuning.send_buffer import send_buffer_shortfall
+
+log = logging.getLogger("hookserve.server")
 
 
 def bind_address(host: str, port: int) -> str:
@@ -35,6 +39,9 @@ def gunicorn_settings(config: ServerConfig, manager: subprocess.Popen | None = N
     """
 
     def on_starting(arbiter: Any) -> None:
+        shortfall = send_buffer_shortfall()
+        if shortfall:
+            log.warning("%s", shortfall)
         supervisor = arbiter.hookserve_manager = ManagerSupervisor(config, manager)
         supervisor.start()
         supervise(arbiter, supervisor)

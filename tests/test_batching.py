@@ -3,6 +3,8 @@ dropping requests whose client has gone away; on a real server."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from helpers import Server, archive, serving
+from helpers import Server, archive, cmdline, parent_pid, serving
 from hookserve.plugins.batching import ReplyAwareBatcher
+from hookserve.tuning import send_buffer
+from hookserve.tuning.send_buffer import send_buffer_shortfall
 
 BATCH_HANDLER = """
     import os
@@ -187,12 +191,27 @@ SIZE_HANDLER = """
 """
 
 
+STAMP_HANDLER = """
+    import time
+
+    def handle(data, context):
+        if data is None:
+            return None
+        started = time.time()
+        for row in data:
+            if isinstance(row.get("body"), dict):
+                time.sleep(row["body"]["sleep"])
+        return [{"batch": len(data), "started": started} for _ in data]
+"""
+
+
 @pytest.fixture(scope="module")
 def large_body_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("batching-large")
     archive(work, "sizes", "handler.py", files={"handler.py": SIZE_HANDLER})
+    archive(work, "stamps", "handler.py", files={"handler.py": STAMP_HANDLER})
     srv = Server(
-        ["--model-store", str(work / "store"), "--workers", "1", "--models", "sizes.mar"]
+        ["--model-store", str(work / "store"), "--workers", "1", "--models", "sizes.mar", "stamps.mar"]
         + ["--batch-size", "8", "--max-batch-delay", "1000"],
         work,
     )
@@ -230,3 +249,46 @@ def test_a_lone_large_body_is_not_held_for_the_batch_delay(large_body_server):
         started = time.monotonic()
         assert requests.post(url, data=big, headers=octets, timeout=30).json() == {"batch": 1, "bytes": len(big)}
         assert time.monotonic() - started < 0.8  # max_batch_delay is 1 s
+
+
+@pytest.mark.skipif(send_buffer_shortfall() is not None, reason="the kernel caps socket send buffers (wmem_max)")
+def test_bodies_sent_while_the_worker_is_busy_wait_whole_in_the_kernel(large_body_server):
+    """A worker reads nothing while it runs a batch. Bodies a frontend forwards meanwhile must
+    wait whole in the socket's kernel buffer (``tuning.send_buffer``), not in the frontend,
+    which would have to run again and again to pass them on once the batch ends. Here the
+    frontends are stopped once they have forwarded three 1 MiB bodies to the busy worker; the
+    worker still reads them whole and runs them, in one batch, before the frontends go on."""
+    url = large_body_server.url("/predictions/stamps")
+    body = b"\x03" * (1 << 20)
+    octets = {"Content-Type": "application/octet-stream"}
+    master = large_body_server.process.pid
+    children = [p for p in large_body_server.pids() if p != master and parent_pid(p) == master]
+    frontends = [p for p in children if "hookserve.manager" not in cmdline(p)]
+    assert frontends
+    assert requests.post(url, data=body, headers=octets, timeout=30).json()["batch"] == 1
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        busy = pool.submit(requests.post, url, json={"sleep": 1.5}, timeout=60)
+        time.sleep(0.3)  # the worker is inside the busy request
+        large = [pool.submit(requests.post, url, data=body, headers=octets, timeout=60) for _ in range(3)]
+        time.sleep(0.5)  # read and forwarded by the frontends; the busy request has 0.7 s to go
+        for pid in frontends:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.5)
+        finally:
+            resumed = time.time()
+            for pid in frontends:
+                os.kill(pid, signal.SIGCONT)
+        assert busy.result().json()["batch"] == 1
+        replies = [future.result().json() for future in large]
+    assert [reply["batch"] for reply in replies] == [3, 3, 3]
+    assert all(reply["started"] < resumed for reply in replies), (replies, resumed)
+
+
+def test_a_kernel_that_grants_less_send_buffer_is_named_with_its_setting(monkeypatch):
+    """Asked for more than any kernel here grants, the check reports what was granted and
+    the sysctl that raises it (``hookserve serve`` logs this once at start)."""
+    assert send_buffer_shortfall() is None or "net.core.wmem_max" in send_buffer_shortfall()
+    monkeypatch.setattr(send_buffer, "WANTED_BYTES", 1 << 30)
+    message = send_buffer_shortfall()
+    assert message is not None and "KiB, not 1024 MiB" in message and "net.core.wmem_max" in message

@@ -39,6 +39,7 @@ from hookserve.model_service import (
     WorkerDescription,
 )
 from hookserve.tuning.busy_poll import BusyPoll
+from hookserve.tuning.send_buffer import widen_send_buffer
 from hookserve.wire.control import (
     DEFAULT_CALL_TIMEOUT_S,
     MANAGER_START_WAIT_S,
@@ -137,6 +138,7 @@ class WorkerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        widen_send_buffer(transport.get_extra_info("socket"))  # see tuning.send_buffer
         self.board = StartedBoard.create(self.boards_dir)
         self._write(encode_notice({"board": self.board.path}))
 

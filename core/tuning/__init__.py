@@ -1,1 +1,1 @@
-"""Process tuning shared by frontends and workers: busy polling, CPU scheduling, the garbage collector."""
+"""Process tuning shared by frontends and workers: busy polling, CPU scheduling, the garbage collector, socket buffers."""
