@@ -48,12 +48,14 @@ server_start() {
   mkdir -p "$OUT/run/$server"
   SRV_T0=$(now)
   case $server in
-    hookserve)
-      # model always loaded at start: hookserve takes batch size / delay as flags
+    hookserve|hookserve-fast)
+      # model always loaded at start: hookserve takes batch size / delay as flags;
+      # hookserve-fast serves BENCH_MODEL_fast.mar under the same name (bench/resnet)
       local batch=(--batch-size "$bs"); [ "$bs" -gt 1 ] && batch+=(--max-batch-delay "$delay")
+      local mar=$BENCH_MODEL.mar; [ "$server" = hookserve-fast ] && mar=${BENCH_MODEL}_fast.mar
       mkdir -p "$OUT/run/hookserve/tmp"
       TMPDIR="$OUT/run/hookserve/tmp" setsid "${HS_VENV:-$VENVS/hookserve}/bin/hookserve" serve --ncs \
-        --model-store "$MODELS/model_store" --models "$BENCH_MODEL=$BENCH_MODEL.mar" --workers "$WORKERS" --torch-threads 1 \
+        --model-store "$MODELS/model_store" --models "$BENCH_MODEL=$mar" --workers "$WORKERS" --torch-threads 1 \
         "${batch[@]}" --frontend-workers "$HS_FRONTEND_WORKERS" ${HS_ARGS:-} \
         --inference-address "127.0.0.1:$p1" --management-address "127.0.0.1:$p2" \
         --metrics-address "127.0.0.1:$p3" >"$SRV_LOG" 2>&1 </dev/null &

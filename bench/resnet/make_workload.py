@@ -4,7 +4,8 @@ and the archive packed by the real torch-model-archiver 0.12 with ``--handler im
     python make_workload.py OUT_DIR      (the TorchServe venv's python: torchvision + the archiver)
 
 OUT_DIR gets ``artifacts/`` (model.py, resnet18_state.pt, index_to_name.json),
-``model_store/resnet18.mar``, ``images/<name>.jpg`` and ``images.json`` (name, size, bytes,
+``model_store/resnet18.mar``, ``model_store/resnet18_fast.mar`` (the same with a
+model-config.yaml of ``handler: {fast_decode: true}``, for hookserve), ``images/<name>.jpg`` and ``images.json`` (name, size, bytes,
 quality). The JPEGs are a smooth picture (gradients and a few discs) under seeded noise, so
 they compress like photographs; the quality is searched until each file is about its target
 size. Everything is deterministic: two runs give the same bytes.
@@ -75,27 +76,31 @@ def main(out: Path) -> None:
     torch.manual_seed(0)
     torch.save(ImageClassifier().eval().state_dict(), art / "resnet18_state.pt")
     (art / "index_to_name.json").write_text(json.dumps({str(i): f"class_{i:03d}" for i in range(1000)}))
-    (store / "resnet18.mar").unlink(missing_ok=True)
-    subprocess.run(
-        [
-            Path(sys.executable).with_name("torch-model-archiver"),
-            "--model-name",
-            "resnet18",
-            "--version",
-            "1.0",
-            "--model-file",
-            art / "model.py",
-            "--serialized-file",
-            art / "resnet18_state.pt",
-            "--handler",
-            "image_classifier",
-            "--extra-files",
-            art / "index_to_name.json",
-            "--export-path",
-            store,
-        ],
-        check=True,
-    )
+    # hookserve's fast_decode variant: the same archive with a model-config.yaml that turns it on
+    (art / "model-config.yaml").write_text("handler:\n  fast_decode: true\n")
+    for name, config in (("resnet18", []), ("resnet18_fast", ["--config-file", art / "model-config.yaml"])):
+        (store / f"{name}.mar").unlink(missing_ok=True)
+        subprocess.run(
+            [
+                Path(sys.executable).with_name("torch-model-archiver"),
+                "--model-name",
+                name,
+                "--version",
+                "1.0",
+                "--model-file",
+                art / "model.py",
+                "--serialized-file",
+                art / "resnet18_state.pt",
+                "--handler",
+                "image_classifier",
+                "--extra-files",
+                art / "index_to_name.json",
+                *config,
+                "--export-path",
+                store,
+            ],
+            check=True,
+        )
     listing = []
     for seed, (name, (w, h, target)) in enumerate(IMAGES.items()):
         data, quality, noise = jpeg_near(w, h, target, seed)

@@ -14,8 +14,9 @@
 # 4. report.py -> OUT_DIR/results.md
 #
 # Settings (environment, defaults):
-#   PASSES="A B"   PASS_B_ORDER=reverse (or same)   SERVERS="hookserve torchserve"
+#   PASSES="A B"   PASS_B_ORDER=reverse (or same)   SERVERS="hookserve hookserve-fast torchserve"
 #   BATCHINGS="1:0 8:10" (batch_size:max_batch_delay_ms)   CONCURRENCIES="1 4 16"
+#   FAST_BATCHINGS="8:10" (hookserve-fast: hookserve with handler.fast_decode on)
 #   IMAGES="640x480 1280x720 1920x1080"   DURATION=15   WARMUP=3   WORKERS=2
 #   HS_FRONTEND_WORKERS=2   FLOOR_REPS=30   SKIP_SETUP=1 (venvs as they are; VENVS=dir)
 #   HS_ARGS (extra `hookserve serve` flags)   SHARED_BENCH (default ../shared/bench)
@@ -31,8 +32,9 @@ SHARED=$(cd "${SHARED_BENCH:-$REPO/../shared/bench}" && pwd)
 VENVS=${VENVS:-$OUT/venvs}; MODELS="$OUT/models"
 PASSES=${PASSES:-"A B"}
 PASS_B_ORDER=${PASS_B_ORDER:-reverse}
-SERVERS=${SERVERS:-"hookserve torchserve"}
+SERVERS=${SERVERS:-"hookserve hookserve-fast torchserve"}
 BATCHINGS=${BATCHINGS:-"1:0 8:10"}
+FAST_BATCHINGS=${FAST_BATCHINGS:-"8:10"}
 CONCURRENCIES=${CONCURRENCIES:-"1 4 16"}
 IMAGES=${IMAGES:-"640x480 1280x720 1920x1080"}
 DURATION=${DURATION:-15}
@@ -76,7 +78,7 @@ sed 's/^/  /' "$OUT/logs/make_workload.log" | grep '\.jpg:' >&2 || true
 python3 - "$OUT/settings.json" <<PY
 import json, sys
 json.dump({"workload": "resnet18", "passes": "$PASSES".split(), "pass_b_order": "$PASS_B_ORDER",
-           "servers": "$SERVERS".split(), "batchings": "$BATCHINGS".split(),
+           "servers": "$SERVERS".split(), "batchings": "$BATCHINGS".split(), "fast_batchings": "$FAST_BATCHINGS".split(),
            "concurrencies": [int(c) for c in "$CONCURRENCIES".split()], "images": "$IMAGES".split(),
            "duration_s": $DURATION, "warmup_s": $WARMUP, "workers": $WORKERS,
            "hs_frontend_workers": $HS_FRONTEND_WORKERS, "hs_args": "${HS_ARGS:-}", "omp_num_threads": 1,
@@ -92,7 +94,8 @@ measure() {  # SERVER BS DELAY PASS_DIR PASS
   server_start "$s" "$bs" "$delay" load || return 1
   server_wait_200 300 >/dev/null || return 1
   server_wait_all_ready >/dev/null || return 1
-  check=$(python3 "$RES/check_top5.py" "$SRV_URL" "$MODELS" "$dir/floor.json") \
+  local tolerance=1e-4; [ "$s" = hookserve-fast ] && tolerance=1e-3  # other pixels, same top 5
+  check=$(python3 "$RES/check_top5.py" "$SRV_URL" "$MODELS" "$dir/floor.json" "$tolerance") \
     || { log "  top-5 check FAILED: $check"; printf '%s\n' "$check" >>"$dir/checks.jsonl"; return 1; }
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(pass_=sys.argv[2], server=sys.argv[3], batch_size=int(sys.argv[4])); print(json.dumps(d))' \
     "$check" "$pass" "$s" "$bs" >>"$dir/checks.jsonl"
@@ -112,14 +115,15 @@ for pass in $PASSES; do
   dir="$OUT/pass-$pass"
   rm -rf "$dir"; mkdir -p "$dir"
   log "pass $pass: the floor, in-process (floor.py, $FLOOR_REPS reps)"
-  bss=$(for b in $BATCHINGS; do echo "${b%%:*}"; done | sort -nu | tr '\n' ' ')
+  bss=$(for b in $BATCHINGS $FAST_BATCHINGS; do echo "${b%%:*}"; done | sort -nu | tr '\n' ' ')
   "$VENVS/hookserve-tv/bin/python" "$RES/floor.py" "$MODELS" "$bss" "$FLOOR_REPS" >"$dir/floor.json" 2>>"$OUT/logs/floor.log"
   order=$SERVERS
   if [ "$pass" != "$(echo "$PASSES" | awk '{print $1}')" ] && [ "$PASS_B_ORDER" = reverse ]; then
     order=$(echo "$SERVERS" | awk '{for (i = NF; i > 0; i--) printf "%s ", $i}')
   fi
   for s in $order; do
-    for b in $BATCHINGS; do
+    batchings=$BATCHINGS; [ "$s" = hookserve-fast ] && batchings=$FAST_BATCHINGS
+    for b in $batchings; do
       bs=${b%%:*}; delay=${b##*:}
       log "pass $pass, $s: batch size $bs$([ "$bs" -gt 1 ] && echo ", max delay $delay ms"), concurrency $CONCURRENCIES"
       measure "$s" "$bs" "$delay" "$dir" "$pass" \
