@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,12 +97,47 @@ def handle(data, context):
 """
 
 
+# A batcher written before ``arriving`` existed (two-argument ``wait_time``) that would wait
+# 2 s for more whatever the queue holds; only for the model named "patient".
+PATIENT_BATCHER = """
+from hookserve.hookspecs import hookimpl
+
+
+class Patient:
+    def __init__(self, batch_size):
+        self.batch_size = batch_size
+
+    def on_arrival(self):
+        pass
+
+    def on_replied(self, count):
+        pass
+
+    def wait_time(self, queued, waited):
+        return max(0.0, 2.0 - waited)
+
+
+@hookimpl
+def hookserve_batcher(settings):
+    if settings.model_name == "patient":
+        return Patient(settings.batch_size)
+"""
+
+BATCH_SIZE_HANDLER = """
+def handle(data, context):
+    if data is None:
+        return None
+    return [{"batch": len(data)} for _ in data]
+"""
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     work = tmp_path_factory.mktemp("hooks")
     site = work / "site"
     fake_distribution(site, "probe-plugin", "0.3", {"probe": "probe_plugin_mod"}, {"probe_plugin_mod": PROBE_PLUGIN})
     fake_distribution(site, "deps-plugin", "1.0", {"deps": "deps_plugin_mod"}, {"deps_plugin_mod": DEPENDENCIES_PLUGIN})
+    fake_distribution(site, "patient-batcher", "0.1", {"patient": "patient_mod"}, {"patient_mod": PATIENT_BATCHER})
     lib = work / "private-lib"
     lib.mkdir()
     (lib / "private_lib.py").write_text(PRIVATE_LIB)
@@ -162,6 +199,29 @@ def test_a_model_runs_because_its_environment_holds_its_dependency(served):
 def metric_lines(store: Path, pid: int | None = None) -> list[list]:
     files = [store / f"metrics-{pid}.jsonl"] if pid else sorted(store.glob("metrics-*.jsonl"))
     return [json.loads(line) for path in files if path.exists() for line in path.read_text().splitlines()]
+
+
+def test_a_batcher_plugin_sets_the_wait_and_a_full_batch_runs_at_once(served):
+    """The plugin's batcher, not ``max_batch_delay``, decides how long a lone request waits;
+    once the queue fills a batch the worker runs it whatever the batcher would say."""
+    server, work = served
+    archive(work, "patient", "handler.py", files={"handler.py": BATCH_SIZE_HANDLER})
+    reply = requests.post(
+        server.url("/models", "management"),
+        params={"url": "patient.mar", "batch_size": 2, "max_batch_delay": 100, "initial_workers": 1},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    url = server.url("/predictions/patient")
+    started = time.monotonic()
+    assert requests.post(url, json={}, timeout=30).json() == {"batch": 1}
+    assert time.monotonic() - started >= 1.9  # the plugin's 2 s, not 100 ms
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = time.monotonic()
+        replies = list(pool.map(lambda _: requests.post(url, json={}, timeout=30).json(), range(2)))
+        elapsed = time.monotonic() - started
+    assert replies == [{"batch": 2}, {"batch": 2}]
+    assert elapsed < 1.5, elapsed
 
 
 def test_metrics_sink_gets_worker_batches_and_frontend_requests(served):

@@ -157,11 +157,14 @@ class WorkerServer:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-        if self._tell_arriving:
+        queued = len(self.queue)
+        if queued >= self.batcher.batch_size:
+            wait = 0.0  # a full batch runs at once (nothing to count: at batch size 1, always)
+        elif self._tell_arriving:
             arriving = sum(connection.arriving() for connection in self.connections)
-            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since, arriving=arriving)
+            wait = self.batcher.wait_time(queued, now - self._waiting_since, arriving=arriving)
         else:
-            wait = self.batcher.wait_time(len(self.queue), now - self._waiting_since)
+            wait = self.batcher.wait_time(queued, now - self._waiting_since)
         if wait:
             self._look = self._loop.call_later(wait, self._look_at_queue)
             return
