@@ -230,7 +230,9 @@ def test_a_large_body_still_arriving_joins_the_batch_that_waits_for_it(large_bod
     octets = {"Content-Type": "application/octet-stream"}
     assert requests.post(url, data=b"warm", headers=octets, timeout=30).json() == {"batch": 1, "bytes": 4}
     with ThreadPoolExecutor(max_workers=3) as pool:
-        busy = pool.submit(requests.post, url, json={"sleep": 1.0}, timeout=60)
+        # busy long enough for the frontend to read the large body from its client (0.6 s was
+        # too short on a loaded machine) and mark it sent before the worker is free
+        busy = pool.submit(requests.post, url, json={"sleep": 3.0}, timeout=60)
         time.sleep(0.3)  # the worker is inside the busy request
         small = pool.submit(requests.post, url, data=b"small", headers=octets, timeout=60)
         time.sleep(0.1)  # the small one is forwarded first
