@@ -269,14 +269,14 @@ def test_bodies_sent_while_the_worker_is_busy_wait_whole_in_the_kernel(large_bod
     assert frontends
     assert requests.post(url, data=body, headers=octets, timeout=30).json()["batch"] == 1
     with ThreadPoolExecutor(max_workers=4) as pool:
-        busy = pool.submit(requests.post, url, json={"sleep": 1.5}, timeout=60)
+        busy = pool.submit(requests.post, url, json={"sleep": 3.0}, timeout=60)
         time.sleep(0.3)  # the worker is inside the busy request
         large = [pool.submit(requests.post, url, data=body, headers=octets, timeout=60) for _ in range(3)]
-        time.sleep(0.5)  # read and forwarded by the frontends; the busy request has 0.7 s to go
+        time.sleep(1.5)  # read and forwarded by the frontends; the busy request has 1.2 s to go
         for pid in frontends:
             os.kill(pid, signal.SIGSTOP)
         try:
-            time.sleep(1.5)
+            time.sleep(2.5)  # the busy request ends, then the three bodies' batch runs
         finally:
             resumed = time.time()
             for pid in frontends:
