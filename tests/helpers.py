@@ -185,6 +185,14 @@ class Server:
     def pids(self) -> list[int]:
         return process_group_pids(self.process.pid)
 
+    def children(self) -> list[int]:
+        """The processes the master started: its gunicorn frontends and the model manager."""
+        master = self.process.pid
+        return [p for p in self.pids() if p != master and parent_pid(p) == master]
+
+    def frontend_pids(self) -> list[int]:
+        return [p for p in self.children() if "hookserve.manager" not in cmdline(p)]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self.process.poll() is None:
             os.kill(self.process.pid, sig)

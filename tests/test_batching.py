@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from helpers import Server, archive, cmdline, parent_pid, serving
+from helpers import Server, archive, serving
 from hookserve.plugins.batching import ReplyAwareBatcher
 from hookserve.tuning import send_buffer
 from hookserve.tuning.send_buffer import send_buffer_shortfall
@@ -263,9 +263,7 @@ def test_bodies_sent_while_the_worker_is_busy_wait_whole_in_the_kernel(large_bod
     url = large_body_server.url("/predictions/stamps")
     body = b"\x03" * (1 << 20)
     octets = {"Content-Type": "application/octet-stream"}
-    master = large_body_server.process.pid
-    children = [p for p in large_body_server.pids() if p != master and parent_pid(p) == master]
-    frontends = [p for p in children if "hookserve.manager" not in cmdline(p)]
+    frontends = large_body_server.frontend_pids()
     assert frontends
     assert requests.post(url, data=body, headers=octets, timeout=30).json()["batch"] == 1
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -65,13 +65,11 @@ def test_frontends_do_not_import_torch(store, tmp_path):
         ["--model-store", str(store), "--models", "mlp=mlp.mar", "--workers", "1", "--frontend-workers", "2"], tmp_path
     )
     with serving(server):
-        master = server.process.pid
-        children = [p for p in server.pids() if p != master and parent_pid(p) == master]
-        frontends = [p for p in children if "hookserve.manager" not in cmdline(p)]
+        frontends = server.frontend_pids()
         assert len(frontends) == 2
         for pid in frontends:
             assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text()
-        manager = next(p for p in children if "hookserve.manager" in cmdline(p))
+        manager = next(p for p in server.children() if "hookserve.manager" in cmdline(p))
         assert "libtorch" in Path(f"/proc/{manager}/maps").read_text()
 
 
